@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ImgbedConfig(AppConfig):
+    name = "imgbed"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,134 @@
+"""Domain errors and the one DRF exception handler that turns them into each endpoint's JSON.
+
+Services raise ``ServiceError`` subclasses with a *kind* (``invalid``, ``auth``, ``not_found``,
+``quota``, ``conflict``, ``internal``). A view names its ``error_family``; the family knows the
+keys and codes of its endpoints (``ErrorCode``/``ErrorMessage`` for resource APIs,
+``errCode``/``message`` for imgbed delete, ``code``/``message`` for restore). Views carry no
+try/except.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.http import JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status as http
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    kind = "invalid"
+    status = http.HTTP_400_BAD_REQUEST
+
+    def __init__(self, message: str, *, kind: str | None = None, status: int | None = None, extra: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if kind is not None:
+            self.kind = kind
+        if status is not None:
+            self.status = status
+        self.extra = extra or {}
+
+
+class InvalidInput(ServiceError):
+    kind = "invalid"
+    status = http.HTTP_400_BAD_REQUEST
+
+
+class NotFound(ServiceError):
+    kind = "not_found"
+    status = http.HTTP_404_NOT_FOUND
+
+
+@dataclass(frozen=True)
+class ErrorFamily:
+    code_key: str
+    message_key: str
+    codes: dict[str, int]
+    base: Callable[[], dict] = field(default=dict)
+
+    def body(self, kind: str, message: str, extra: dict | None = None) -> dict:
+        body = self.base()
+        body.update(extra or {})
+        body[self.code_key] = self.codes.get(kind, self.codes.get("internal", -1))
+        body[self.message_key] = message
+        return body
+
+
+RESOURCE_ERRORS = ErrorFamily(
+    "ErrorCode",
+    "ErrorMessage",
+    {"invalid": -2, "auth": -3, "quota": -4, "not_found": -1, "conflict": -2, "internal": -9},
+)
+GENERIC_ERRORS = ErrorFamily("code", "message", {"invalid": 400, "auth": 401, "not_found": 404, "quota": 429, "conflict": 409, "internal": 500})
+
+
+def describe_validation_error(detail, prefix: str = "") -> str:
+    """A flat 'Field: rule' message from DRF's nested ValidationError detail."""
+    if isinstance(detail, dict):
+        parts = []
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else ""
+            label = f"{prefix}.{name}" if prefix and name else (name or prefix)
+            parts.append(describe_validation_error(value, label))
+        return "; ".join(p for p in parts if p)
+    if isinstance(detail, list):
+        parts = [describe_validation_error(item, prefix) for item in detail]
+        return "; ".join(dict.fromkeys(p for p in parts if p))
+    text = str(detail)
+    return f"{prefix}: {text}" if prefix else text
+
+
+def _classify(exc) -> tuple[str, int, str, dict]:
+    if isinstance(exc, ServiceError):
+        return exc.kind, exc.status, exc.message, exc.extra
+    if isinstance(exc, drf_exceptions.ValidationError):
+        return "invalid", 400, describe_validation_error(exc.detail), {}
+    if isinstance(exc, drf_exceptions.ParseError):
+        return "invalid", 400, f"body: not valid JSON or form data ({exc.detail})", {}
+    if isinstance(exc, drf_exceptions.UnsupportedMediaType):
+        return "invalid", 415, f"Content-Type: {exc.detail}", {}
+    if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
+        return "auth", 401, str(exc.detail), {}
+    if isinstance(exc, drf_exceptions.PermissionDenied):
+        return "auth", 403, str(exc.detail), {}
+    if isinstance(exc, drf_exceptions.NotFound):
+        return "not_found", 404, str(exc.detail), {}
+    if isinstance(exc, drf_exceptions.MethodNotAllowed):
+        return "invalid", 405, str(exc.detail), {}
+    if isinstance(exc, drf_exceptions.Throttled):
+        return "quota", 429, str(exc.detail), {}
+    if isinstance(exc, drf_exceptions.APIException):
+        return "invalid", exc.status_code, str(exc.detail), {}
+    return "internal", 500, "internal error", {}
+
+
+def exception_handler(exc, context):
+    kind, status, message, extra = _classify(exc)
+    view = context.get("view")
+    family: ErrorFamily = getattr(view, "error_family", GENERIC_ERRORS)
+    if status >= 500:
+        logger.exception("unhandled error in %s", type(view).__name__ if view else "view", exc_info=exc)
+    response = Response(family.body(kind, message, extra), status=status)
+    if status == 405 and isinstance(exc, drf_exceptions.MethodNotAllowed):
+        response["Allow"] = ", ".join(getattr(view, "allowed_methods", []))
+    return response
+
+
+def json_404(request, exception=None):
+    return JsonResponse({"code": 404, "message": f"{request.path}: not found"}, status=404)
+
+
+def json_500(request):
+    return JsonResponse({"code": 500, "message": "internal error"}, status=500)
+
+
+def json_400(request, exception=None):
+    return JsonResponse({"code": 400, "message": "bad request"}, status=400)
+
+
+def json_403(request, exception=None):
+    return JsonResponse({"code": 403, "message": "forbidden"}, status=403)

@@ -1,0 +1,263 @@
+"""Every setting of resourced, with the embedded defaults that `make run` uses.
+
+The environment is read here and only here, through one django-environ ``env`` object.
+``production.py`` overrides what production must set; ``test.py`` what the suite needs.
+"""
+
+import socket
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+
+VAR_DIR = Path(env.str("RESOURCED_VAR_DIR", default=str(BASE_DIR / "var")))
+
+# --- Django core -----------------------------------------------------------------------------
+
+# The embedded default key is for a laptop only; production.py requires DJANGO_SECRET_KEY.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="embedded-development-key-not-for-production")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_results",
+    "django_celery_beat",
+    "resourced",
+    "exports",
+    "imgbed",
+    "restore",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "resourced.urls"
+WSGI_APPLICATION = "resourced.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "resourced" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite under var/ unless DATABASE_URL says otherwise. WAL and an immediate transaction mode let
+# the web process and the worker processes write the same file without "database is locked".
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'resourced.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://resourced")}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# --- REST framework and the schema -------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "resourced.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "resourced",
+    "DESCRIPTION": "Media resource service: clip export to S3, image bed, archive restore.",
+    "VERSION": "v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Sessions of API clients (design/api.md §5) ------------------------------------------------
+
+SESSION_BACKEND = env.str("SESSION_BACKEND", default="local")  # "local" or "remote"
+SESSION_DEFAULT_TTL = env.int("SESSION_DEFAULT_TTL", default=7 * 24 * 3600)
+SESSION_VALIDATE_URL = env.str("SESSION_VALIDATE_URL", default="")
+SESSION_CACHE_SECONDS = env.int("SESSION_CACHE_SECONDS", default=60)
+
+# --- Object storage ---------------------------------------------------------------------------
+
+# One setting points every S3 client (sources, destinations, image bed, restore) at an
+# S3-compatible endpoint. `make run` starts one on 127.0.0.1:9000 when this is not set.
+RESOURCED_S3_ENDPOINT_URL = env.str("RESOURCED_S3_ENDPOINT_URL", default="http://127.0.0.1:9000")
+AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="resourced")
+AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="resourced-secret")
+AWS_REGION = env.str("AWS_REGION", default="us-east-1")
+S3_MAX_POOL_CONNECTIONS = env.int("S3_MAX_POOL_CONNECTIONS", default=32)
+S3_CONNECT_TIMEOUT = env.float("S3_CONNECT_TIMEOUT", default=5.0)
+S3_READ_TIMEOUT = env.float("S3_READ_TIMEOUT", default=30.0)
+S3_MAX_ATTEMPTS = env.int("S3_MAX_ATTEMPTS", default=4)
+S3_MULTIPART_THRESHOLD = env.int("S3_MULTIPART_THRESHOLD", default=16 * 1024 * 1024)
+S3_MULTIPART_CHUNKSIZE = env.int("S3_MULTIPART_CHUNKSIZE", default=16 * 1024 * 1024)
+# Buckets the embedded setup creates on the local endpoint.
+S3_CREATE_BUCKETS = env.list("S3_CREATE_BUCKETS", default=[])
+
+# --- Exports ----------------------------------------------------------------------------------
+
+SOURCE_DEFAULT_BUCKET = env.str("SOURCE_DEFAULT_BUCKET", default="recordings")
+SOURCE_DEFAULT_REGION = env.str("SOURCE_DEFAULT_REGION", default=AWS_REGION)
+SOURCE_DEFAULT_PREFIX = env.str("SOURCE_DEFAULT_PREFIX", default="")
+EXPORT_DEFAULT_BUCKET = env.str("EXPORT_DEFAULT_BUCKET", default="export")
+EXPORT_DEFAULT_REGION = env.str("EXPORT_DEFAULT_REGION", default=AWS_REGION)
+EXPORT_S3_DIR = env.str("EXPORT_S3_DIR", default="export")
+EXPORT_MAX_DURATION_MS = env.int("EXPORT_MAX_DURATION_MS", default=2 * 3600 * 1000)
+EXPORT_FAILURE_TTL = env.int("EXPORT_FAILURE_TTL", default=60)
+EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
+EXPORT_STALE_SECONDS = env.int("EXPORT_STALE_SECONDS", default=300)
+EXPORT_HEARTBEAT_SECONDS = env.int("EXPORT_HEARTBEAT_SECONDS", default=10)
+EXPORT_WORK_DIR = Path(env.str("EXPORT_WORK_DIR", default=str(VAR_DIR / "work")))
+EXPORT_DOWNLOAD_CONCURRENCY = env.int("EXPORT_DOWNLOAD_CONCURRENCY", default=8)
+EXPORT_POLL_MS = env.int("EXPORT_POLL_MS", default=2000)
+EXPORT_SATURATION_LIMIT = env.int("EXPORT_SATURATION_LIMIT", default=200)  # active exports, all users
+# Fernet key(s) for ExportS3Key at rest, comma separated, newest first (MultiFernet rotation).
+# Derived from SECRET_KEY when unset (embedded only; production.py requires it).
+EXPORT_CREDENTIALS_KEYS = env.list("EXPORT_CREDENTIALS_KEYS", default=[])
+
+MEDIA_H264_PRESET = env.str("MEDIA_H264_PRESET", default="veryfast")
+MEDIA_H265_PRESET = env.str("MEDIA_H265_PRESET", default="fast")
+MEDIA_CRF = env.int("MEDIA_CRF", default=23)
+MEDIA_THREADS = env.int("MEDIA_THREADS", default=0)
+MEDIA_HWACCEL = env.bool("MEDIA_HWACCEL", default=False)
+THUMBNAIL_MAX_SIZE = env.int("THUMBNAIL_MAX_SIZE", default=1280)
+THUMBNAIL_QUALITY = env.int("THUMBNAIL_QUALITY", default=85)
+
+# --- Image bed --------------------------------------------------------------------------------
+
+IMGBED_BUCKET = env.str("IMGBED_BUCKET", default="imgbed")
+IMGBED_URL_PREFIX = env.str("IMGBED_URL_PREFIX", default="/")
+IMGBED_MAX_BYTES = env.int("IMGBED_MAX_BYTES", default=10 * 1024 * 1024)
+IMGBED_PUBLIC_READ = env.bool("IMGBED_PUBLIC_READ", default=True)
+IMGBED_CACHE_SECONDS = env.int("IMGBED_CACHE_SECONDS", default=3600)
+
+# --- Restore and callbacks ----------------------------------------------------------------------
+
+RESTORE_DEFAULT_BUCKET = env.str("RESTORE_DEFAULT_BUCKET", default=SOURCE_DEFAULT_BUCKET)
+RESTORE_POLL_SECONDS = env.int("RESTORE_POLL_SECONDS", default=60)
+RESTORE_TIMEOUT_HOURS = env.float("RESTORE_TIMEOUT_HOURS", default=48)
+CALLBACK_SECRET = env.str("CALLBACK_SECRET", default="embedded-callback-secret")
+CALLBACK_TIMEOUT = env.float("CALLBACK_TIMEOUT", default=10.0)
+CALLBACK_RETRY_HOURS = env.float("CALLBACK_RETRY_HOURS", default=24)
+CALLBACK_ALLOW_PRIVATE = env.bool("CALLBACK_ALLOW_PRIVATE", default=False)
+
+# --- Celery (queues and routes are declared in resourced/celery.py) ----------------------------
+
+WORKER_HOSTNAME = env.str("RESOURCED_WORKER_HOSTNAME", default=socket.gethostname())
+_BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Redis: a message not acknowledged within this many seconds is delivered again. Every
+    # task's hard time limit stays below it (see CELERY_TASK_TIME_LIMIT), so a long task is
+    # never handed to a second worker while the first still runs it.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3 * 3600),
+}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The embedded transport: messages are files under var/broker, no server to install.
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        {
+            "data_folder_in": str(_BROKER_DIR / "queue"),
+            "data_folder_out": str(_BROKER_DIR / "queue"),
+            "control_folder": str(_BROKER_DIR / "control"),
+            "processed_folder": str(_BROKER_DIR / "processed"),
+            "store_processed": False,
+            "polling_interval": 0.2,
+        }
+    )
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=2 * 3600)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=CELERY_TASK_TIME_LIMIT - 300)
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = False
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
+
+FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default="")
+
+# --- Logging ----------------------------------------------------------------------------------
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_JSON = env.bool("LOG_JSON", default=False)
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"task_id": {"()": "resourced.logging.TaskIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(task_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(task_id)s %(message)s",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_JSON else "plain",
+            "filters": ["task_id"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "botocore": {"level": "WARNING"},
+        "boto3": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "s3transfer": {"level": "WARNING"},
+    },
+}
