@@ -2,6 +2,7 @@
 
 import time
 
+from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
@@ -28,14 +29,24 @@ def check_broker() -> str | None:
     return None
 
 
-def media_queue_workers(timeout: float = 1.5) -> dict[str, list[str]]:
-    """Which workers answer on each media queue."""
+WORKERS_CACHE_KEY = "healthz:media-queue-workers"
+WORKERS_CACHE_SECONDS = 5
+
+
+def media_queue_workers(timeout: float = 1.0) -> dict[str, list[str]]:
+    """Which workers answer on each media queue (an answer is kept a few seconds, since asking
+    waits the whole timeout for replies)."""
+    cached = cache.get(WORKERS_CACHE_KEY)
+    if cached is not None:
+        return cached
     replies = app.control.inspect(timeout=timeout).active_queues() or {}
     consumers: dict[str, list[str]] = {queue: [] for queue in MEDIA_QUEUES}
     for worker, queues in replies.items():
         for queue in queues or []:
             if queue.get("name") in consumers:
                 consumers[queue["name"]].append(worker)
+    if all(consumers.values()):
+        cache.set(WORKERS_CACHE_KEY, consumers, WORKERS_CACHE_SECONDS)
     return consumers
 
 

@@ -54,25 +54,22 @@ def stop_all(*_args) -> None:
         return
     stopping = True
     log("stopping every process")
+    # SIGTERM to each leader: gunicorn and Celery shut their own children down gracefully.
     for _name, process in reversed(children):
         if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 15
     for _name, process in children:
         try:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
-    for _name, process in children:
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
+    for _name, process in children:  # whatever is left of each process group
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
     log("stopped")
 
 

@@ -202,7 +202,7 @@ CALLBACK_ALLOW_PRIVATE = env.bool("CALLBACK_ALLOW_PRIVATE", default=False)
 
 WORKER_HOSTNAME = env.str("RESOURCED_WORKER_HOSTNAME", default=socket.gethostname())
 _BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost//")
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redis: a message not acknowledged within this many seconds is delivered again. Every
     # task's hard time limit stays below it (see CELERY_TASK_TIME_LIMIT), so a long task is
