@@ -19,3 +19,18 @@ __all__ = [
     "select_segments",
     "lack_length",
 ]
+from ._common import ClipInfo
+from .cut import cut_clip
+from .encode import available_hw_encoder, encode_clip
+from .probe import probe
+from .thumbnail import thumbnail, thumbnail_from_selection
+
+__all__ += [
+    "ClipInfo",
+    "cut_clip",
+    "encode_clip",
+    "available_hw_encoder",
+    "thumbnail",
+    "thumbnail_from_selection",
+    "probe",
+]

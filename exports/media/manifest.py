@@ -282,10 +282,13 @@ def _rep_segments(
         return period_start_ms + (t - pto) * 1000.0 / timescale
 
     # media-time limit of this period (for r=-1 / @duration counting)
+    # (a "now" bound of a dynamic MPD only counts segments that are complete)
+    limit_is_now = False
     if period_end_ms is not None:
         limit_t = pto + (period_end_ms - period_start_ms) * timescale / 1000.0
     elif dynamic and now_rel_ms is not None:
         limit_t = pto + (now_rel_ms - period_start_ms) * timescale / 1000.0
+        limit_is_now = True
     else:
         limit_t = None
 
@@ -310,6 +313,8 @@ def _rep_segments(
                 end_t = int(nxt) if nxt is not None else limit_t
                 if end_t is None:
                     r = 0
+                elif nxt is None and limit_is_now:
+                    r = int(math.floor((end_t - t) / d + 1e-9)) - 1
                 else:
                     r = max(0, int(math.ceil((end_t - t) / d - 1e-9)) - 1)
             for _ in range(r + 1):

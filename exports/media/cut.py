@@ -1,0 +1,177 @@
+"""Stream-copy a clip out of downloaded DASH / HLS segments (export_type 0)."""
+from __future__ import annotations
+
+import heapq
+import os
+from typing import Mapping
+
+import av
+
+from ._common import ClipInfo, atomic_output, codec_name, container_format
+from ._source import Pkt, open_sources
+from .errors import MediaError
+from .select import Selection
+
+__all__ = ["ClipInfo", "cut_clip"]
+
+
+class _Writer:
+    """Muxes recording-time packets into an output container, shifted by `base_ms`."""
+
+    def __init__(self, out: av.container.OutputContainer, ovs, oas):
+        self.out = out
+        self.ost = {"video": ovs, "audio": oas}
+        self.base_ms = 0.0
+        self.last_dts: dict[str, int] = {}
+        self.first_pts: dict[str, float] = {}
+        self.end_pts: dict[str, float] = {}
+        self.count: dict[str, int] = {"video": 0, "audio": 0}
+        self._last_rt: dict[str, float] = {}
+        self._frame_ms: dict[str, float] = {}
+
+    def write(self, p: Pkt) -> None:
+        ost = self.ost[p.kind]
+        if ost is None:
+            return
+        pkt = p.packet
+        tb = pkt.time_base
+        dts = int(round((p.rt_dts - self.base_ms) / 1000.0 / tb))
+        pts = int(round((p.rt_pts - self.base_ms) / 1000.0 / tb))
+        last = self.last_dts.get(p.kind)
+        if last is not None and dts <= last:
+            dts = last + 1
+        if pts < dts:
+            pts = dts
+        self.last_dts[p.kind] = dts
+        pkt.dts = dts
+        pkt.pts = pts
+        pkt.stream = ost
+        self.out.mux(pkt)
+        # bookkeeping for the duration
+        rel = p.rt_pts - self.base_ms
+        prev = self._last_rt.get(p.kind)
+        if prev is not None and p.rt_pts > prev:
+            self._frame_ms[p.kind] = min(self._frame_ms.get(p.kind, 1e9), p.rt_pts - prev)
+        self._last_rt[p.kind] = p.rt_pts
+        self.first_pts[p.kind] = min(self.first_pts.get(p.kind, rel), rel)
+        dur = p.dur_ms or self._frame_ms.get(p.kind, 0.0)
+        self.end_pts[p.kind] = max(self.end_pts.get(p.kind, rel + dur), rel + dur)
+        self.count[p.kind] += 1
+
+    def duration_ms(self) -> float:
+        kind = "video" if self.count["video"] else "audio"
+        if not self.count[kind]:
+            return 0.0
+        return self.end_pts[kind] - self.first_pts[kind]
+
+
+def cut_clip(*, selection: Selection, files: Mapping[str, str], out_path: str, container: str = "ts") -> ClipInfo:
+    """Stream-copy [selection.start_ms, selection.end_ms) into `out_path`.
+
+    The output starts at the video keyframe at or before the requested start (its
+    distance to the start is returned as ``lead_ms``), ends before the first video
+    packet whose decode time reaches the requested end, and its timestamps start
+    at 0 (video and audio shifted by the same amount).  Keys missing from `files`
+    are skipped; a hole in the timeline is left as a jump in the output.
+    """
+    fmt, opts = container_format(container)
+    start_ms, end_ms = float(selection.start_ms), float(selection.end_ms)
+    sources = open_sources(selection, files)
+    try:
+        vstream = next((s.vstream for s in sources if s.vstream is not None), None)
+        astream = next((s.astream for s in sources if s.astream is not None), None)
+        with atomic_output(out_path, "stream copy") as tmp:
+            out = av.open(tmp, "w", format=fmt, options=opts)
+            try:
+                ovs = out.add_stream_from_template(vstream) if vstream is not None else None
+                oas = out.add_stream_from_template(astream) if astream is not None else None
+                if ovs is not None and fmt in ("mp4", "mov") and ovs.codec_context.name == "hevc":
+                    ovs.codec_context.codec_tag = "hvc1"  # playable by Apple players
+                w = _Writer(out, ovs, oas)
+                lead = _copy(sources, w, start_ms, end_ms, has_video=vstream is not None)
+            finally:
+                out.close()
+        size = os.path.getsize(out_path)
+        return ClipInfo(
+            path=out_path,
+            duration_ms=w.duration_ms(),
+            video_codec=codec_name(vstream),
+            audio_codec=codec_name(astream) if w.count["audio"] else None,
+            width=vstream.codec_context.width if vstream is not None else None,
+            height=vstream.codec_context.height if vstream is not None else None,
+            size_bytes=size,
+            lead_ms=lead,
+        )
+    finally:
+        for s in sources:
+            s.close()
+
+
+def _copy(sources, w: _Writer, start_ms: float, end_ms: float, *, has_video: bool) -> float:
+    merged = heapq.merge(*(s.packets() for s in sources), key=lambda p: p.rt_dts)
+    committed = False
+    start_pts = 0.0  # recording time where the output begins (keyframe pts)
+    gop: list[Pkt] = []
+    abuf: list[Pkt] = []
+    done = {"video": not has_video, "audio": not any(s.astream is not None for s in sources)}
+
+    def commit() -> None:
+        nonlocal committed, start_pts
+        committed = True
+        if has_video:
+            start_pts = gop[0].rt_pts
+            w.base_ms = min(p.rt_dts for p in gop)
+        for p in sorted(gop + abuf, key=lambda q: q.rt_dts):
+            emit(p)
+        gop.clear()
+        abuf.clear()
+
+    def emit(p: Pkt) -> None:
+        if p.kind == "video":
+            if p.rt_dts >= end_ms:
+                done["video"] = True
+                return
+        else:
+            if p.rt_pts >= end_ms:
+                done["audio"] = True
+                return
+            if p.rt_pts < w.base_ms or (has_video and p.rt_pts < start_pts - 0.5):
+                return
+        w.write(p)
+
+    for p in merged:
+        if committed:
+            emit(p)
+            if done["video"] and done["audio"]:
+                break
+            continue
+        if p.kind == "video":
+            if p.key:
+                if gop and p.rt_pts > start_ms:
+                    commit()
+                    emit(p)
+                    continue
+                gop[:] = [p]
+                abuf[:] = [a for a in abuf if a.rt_pts >= p.rt_pts]
+            elif gop:
+                gop.append(p)
+        elif has_video:
+            abuf.append(p)
+            if gop:
+                abuf[:] = [a for a in abuf if a.rt_pts >= gop[0].rt_pts] if len(abuf) > 512 else abuf
+        else:
+            # audio only: start at the packet covering start_ms
+            if p.rt_pts + max(p.dur_ms, 1.0) > start_ms:
+                w.base_ms = p.rt_dts
+                start_pts = p.rt_pts
+                committed = True
+                emit(p)
+    if not committed and gop:
+        commit()
+    if not committed or not (w.count["video"] or w.count["audio"]):
+        raise MediaError(
+            f"no media data between {start_ms:.0f} ms and {end_ms:.0f} ms in the available segments"
+        )
+    if has_video and not w.count["video"]:
+        raise MediaError(f"no video frame between {start_ms:.0f} ms and {end_ms:.0f} ms")
+    return max(0.0, start_ms - start_pts)

@@ -1,0 +1,76 @@
+"""Session-wide generated recordings for the media engine tests (real PyAV files)."""
+import os
+
+import pytest
+
+from tests import mediagen
+
+
+class Store:
+    """A directory playing the role of the storage bucket: keys are relative paths."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def fetch(self, key: str) -> bytes:
+        with open(os.path.join(self.root, key), "rb") as f:
+            return f.read()
+
+    def files(self, keys) -> dict[str, str]:
+        """key -> local path for the keys that exist (what the Django side downloads)."""
+        out = {}
+        for k in keys:
+            p = os.path.join(self.root, k)
+            if os.path.isfile(p):
+                out[k] = p
+        return out
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bucket")
+    return Store(str(root))
+
+
+def _gen(store, name, fn, **kw):
+    path = fn(os.path.join(store.root, name), **kw)
+    return os.path.relpath(path, store.root)
+
+
+@pytest.fixture(scope="session")
+def dash_timeline(store):
+    """20 s DASH, SegmentTimeline, 2 s segments, separate audio; returns the MPD key."""
+    return _gen(store, "dash-tl", mediagen.make_dash, template="timeline")
+
+
+@pytest.fixture(scope="session")
+def dash_number(store):
+    return _gen(store, "dash-num", mediagen.make_dash, template="number")
+
+
+@pytest.fixture(scope="session")
+def dash_gaps(store):
+    """Timeline with [6 s, 10 s) removed (S@t jump) and the 14-16 s segment files deleted."""
+    return _gen(store, "dash-gap", mediagen.make_dash, template="time", gaps=[(6, 10)], missing=[(14, 16)])
+
+
+@pytest.fixture(scope="session")
+def hls(store):
+    return _gen(store, "hls", mediagen.make_hls)
+
+
+@pytest.fixture(scope="session")
+def hls_master(store):
+    return _gen(store, "hls-master", mediagen.make_hls_master)
+
+
+@pytest.fixture(scope="session")
+def ts_file(tmp_path_factory):
+    """10 s plain MPEG-TS file, h264 + aac."""
+    return mediagen.make_file(str(tmp_path_factory.mktemp("files") / "clip.ts"), duration_s=10)
+
+
+@pytest.fixture(scope="session")
+def mp2_ts_file(tmp_path_factory):
+    """6 s MPEG-TS with MP2 audio (needs re-encoding to AAC)."""
+    return mediagen.make_file(str(tmp_path_factory.mktemp("files") / "mp2.ts"), duration_s=6, acodec="mp2")

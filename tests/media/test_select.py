@@ -1,0 +1,62 @@
+import pytest
+
+from exports.media import Recording, Segment, Track, lack_length, select_segments
+
+
+def seg(key, a, b, n=0):
+    return Segment(key=key, start_ms=a, end_ms=b, number=n)
+
+
+@pytest.fixture
+def rec():
+    # video: [0,2) [2,4) [4,6) gap [10,12) [12,14); audio: continuous 0..14
+    video = Track(kind="video", init_key="r/v-init", segments=(
+        seg("r/v1", 0, 2000, 1), seg("r/v2", 2000, 4000, 2), seg("r/v3", 4000, 6000, 3),
+        seg("r/v4", 10000, 12000, 4), seg("r/v5", 12000, 14000, 5)))
+    audio = Track(kind="audio", init_key="r/a-init", segments=tuple(
+        seg(f"r/a{i}", i * 2000, (i + 1) * 2000, i) for i in range(7)))
+    return Recording(kind="dash", origin_ms=None, tracks=(video, audio), duration_ms=14000)
+
+
+def test_overlap_and_keys(rec):
+    sel = select_segments(rec, 3000, 10500)
+    assert [s.key for s in sel.tracks[0].segments] == ["r/v2", "r/v3", "r/v4"]
+    assert [s.key for s in sel.tracks[1].segments] == ["r/a1", "r/a2", "r/a3", "r/a4", "r/a5"]
+    assert sel.keys() == ["r/v-init", "r/v2", "r/v3", "r/v4", "r/a-init", "r/a1", "r/a2", "r/a3", "r/a4", "r/a5"]
+    assert (sel.start_ms, sel.end_ms) == (3000, 10500)
+    assert sel.lack_ms == 4000  # the [6 s, 10 s) gap
+
+
+def test_boundaries_are_half_open(rec):
+    sel = select_segments(rec, 2000, 4000)
+    assert [s.key for s in sel.tracks[0].segments] == ["r/v2"]
+    assert sel.lack_ms == 0
+
+
+def test_lack_head_and_tail(rec):
+    shifted = Recording(kind="hls", origin_ms=None, tracks=(Track("muxed", None, (seg("a", 5000, 7000), seg("b", 7000, 9000))),),
+                        duration_ms=9000)
+    sel = select_segments(shifted, 1000, 12000)
+    assert sel.lack_ms == 4000 + 3000
+    assert sel.keys() == ["a", "b"]
+    none = select_segments(rec, 20000, 25000)
+    assert none.lack_ms == 5000 and none.keys() == []
+
+
+def test_lack_length_with_missing_keys(rec):
+    sel = select_segments(rec, 1000, 13000)
+    assert sel.lack_ms == 4000
+    assert lack_length(sel) == 4000
+    assert lack_length(sel, {"r/v1"}) == 4000 + 1000
+    assert lack_length(sel, ["r/v3", "r/v5", "r/a1"]) == 4000 + 2000 + 1000
+    assert lack_length(sel, {"r/v-init"}) == 12000  # nothing decodable without the init segment
+
+
+def test_overlapping_segments_counted_once():
+    r = Recording("hls", None, (Track("muxed", None, (seg("a", 0, 3000), seg("b", 2000, 4000))),), 4000)
+    assert select_segments(r, 0, 5000).lack_ms == 1000
+
+
+def test_invalid_range(rec):
+    with pytest.raises(ValueError):
+        select_segments(rec, 5000, 5000)
