@@ -29,6 +29,7 @@ __all__ = [
     "make_dash",
     "make_hls",
     "make_hls_master",
+    "make_hls_discontinuity",
     "make_file",
     "read_stamp",
     "read_second",
@@ -324,6 +325,7 @@ def make_dash(
     audio: bool = True,
     gop_s: float = 1.0,
     bframes: int = 0,
+    start_second: int = 0,
     manifest_name: str = "manifest.mpd",
 ) -> str:
     """Write a DASH recording (fragmented MP4) into `dir`; return the manifest path.
@@ -353,7 +355,7 @@ def make_dash(
     }
     with av.open(mpd_path, "w", format="dash", options=opts) as out:
         _encode_into(out, duration_s=duration_s, width=width, height=height, fps=fps, audio=audio,
-                     gop_s=gop_s, bframes=bframes)
+                     gop_s=gop_s, bframes=bframes, start_second=start_second)
 
     tree = ET.parse(mpd_path)
     root = tree.getroot()
@@ -456,6 +458,7 @@ def make_hls(
     gop_s: float = 1.0,
     bframes: int = 0,
     start_number: int = 0,
+    start_second: int = 0,
     playlist_name: str = "index.m3u8",
     segment_prefix: str = "seg",
     endlist: bool = True,
@@ -477,7 +480,7 @@ def make_hls(
     }
     with av.open(path, "w", format="hls", options=opts) as out:
         _encode_into(out, duration_s=duration_s, width=width, height=height, fps=fps, audio=audio,
-                     acodec=acodec, gop_s=gop_s, bframes=bframes)
+                     acodec=acodec, gop_s=gop_s, bframes=bframes, start_second=start_second)
     with open(path) as f:
         header, segs, trailer = _parse_media_playlist_lines(f.read())
     lines = list(header)
@@ -529,6 +532,46 @@ def make_hls_master(
         lines.append(f'#EXT-X-STREAM-INF:BANDWIDTH={bw},RESOLUTION={w}x{h},CODECS="{codecs}"')
         lines.append(f"{sub}/{os.path.basename(pl)}")
     path = os.path.join(dir, master_name)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def make_hls_discontinuity(
+    dir: str,
+    *,
+    parts: Sequence[float] = (10, 10),
+    seg_s: float = 2,
+    program_date_time: _dt.datetime | None = DEFAULT_ORIGIN,
+    playlist_name: str = "index.m3u8",
+    **kw,
+) -> str:
+    """HLS recording made of several independent encodes (timestamps restart in each part),
+    joined with #EXT-X-DISCONTINUITY; the picture's seconds keep counting across parts."""
+    os.makedirs(dir, exist_ok=True)
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{int(math.ceil(seg_s))}",
+             "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    first_second = 0
+    t = 0.0
+    for i, dur in enumerate(parts):
+        name = f"part{i}.m3u8"
+        make_hls(dir, duration_s=dur, seg_s=seg_s, program_date_time=None, playlist_name=name,
+                 segment_prefix=f"p{i}_", start_second=first_second, **kw)
+        with open(os.path.join(dir, name)) as f:
+            _, segs, _ = _parse_media_playlist_lines(f.read())
+        os.remove(os.path.join(dir, name))
+        if i:
+            lines.append("#EXT-X-DISCONTINUITY")
+        for tags, d, uri in segs:
+            if program_date_time is not None:
+                pdt = program_date_time + _dt.timedelta(seconds=t)
+                lines.append("#EXT-X-PROGRAM-DATE-TIME:" + _iso(pdt).replace("Z", "+00:00"))
+            lines.extend(tags)
+            lines.append(uri)
+            t += d
+        first_second += int(round(dur))
+    lines.append("#EXT-X-ENDLIST")
+    path = os.path.join(dir, playlist_name)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path

@@ -169,7 +169,8 @@ class TrackSource:
     def _seg_index(self, pos: int) -> int:
         return self.file.part_of(pos) - self._first_seg_part
 
-    def _anchor(self, seg_idx: int, pkt: av.Packet) -> None:
+    def _anchor(self, seg_idx: int, pkt: av.Packet) -> float:
+        """Offset (ms) mapping this segment's raw timestamps to recording time."""
         seg = self.parts[max(0, seg_idx)][0]
         tb = float(pkt.time_base)
         raw_ts = pkt.pts if pkt.pts is not None else pkt.dts
@@ -179,7 +180,8 @@ class TrackSource:
         else:
             span = seg.start_ms - self._prev_seg_start
             expected = self._prev_raw + span
-            if abs(raw - expected) > max(1000.0, 0.25 * span):
+            if abs(raw - expected) > max(1000.0, 0.25 * abs(span)):
+                # a jump the manifest does not explain: re-anchor on the manifest time
                 new = seg.start_ms - raw
                 dts = pkt.dts if pkt.dts is not None else raw_ts
                 rt_dts = dts * tb * 1000.0 + new
@@ -189,13 +191,14 @@ class TrackSource:
                 self.offset = new
         self._prev_raw = raw
         self._prev_seg_start = seg.start_ms
+        return self.offset
 
-    def _wrap(self, pkt: av.Packet) -> Pkt:
+    def _wrap(self, pkt: av.Packet, offset: float) -> Pkt:
         tb = float(pkt.time_base)
         dts = pkt.dts if pkt.dts is not None else pkt.pts
         pts = pkt.pts if pkt.pts is not None else dts
-        rt_dts = dts * tb * 1000.0 + self.offset
-        rt_pts = pts * tb * 1000.0 + self.offset
+        rt_dts = dts * tb * 1000.0 + offset
+        rt_pts = pts * tb * 1000.0 + offset
         dur = (pkt.duration or 0) * tb * 1000.0
         kind = "video" if (self.vstream is not None and pkt.stream_index == self.vstream.index) else "audio"
         if kind == "video" or self.vstream is None:
@@ -205,47 +208,45 @@ class TrackSource:
         return Pkt(kind=kind, packet=pkt, rt_pts=rt_pts, rt_dts=rt_dts, dur_ms=dur, key=bool(pkt.is_keyframe))
 
     def packets(self) -> Iterator[Pkt]:
-        """Packets of the wanted streams in decode order with recording-time stamps."""
+        """Packets of the wanted streams in (about) decode order with recording-time stamps.
+
+        Each packet belongs to the segment its bytes come from; a segment's offset is
+        fixed by its first video packet (first packet when there is no video), so the
+        packets of a segment that arrive before it wait in `pending`.
+        """
         if not self.usable:
             return
         streams = [s for s in (self.vstream, self.astream) if s is not None]
         anchor_index = self.vstream.index if self.vstream is not None else None
-        cur = -1
-        pending: list[av.Packet] = []
+        offsets: dict[int, float] = {}
+        pending: dict[int, list[av.Packet]] = {}
+        last_idx = 0
         try:
             for pkt in self.container.demux(streams):
                 if pkt.dts is None and pkt.pts is None:
                     continue
-                idx = self._seg_index(pkt.pos) if pkt.pos is not None and pkt.pos >= 0 else cur
-                if idx < cur:
-                    idx = cur
-                if idx != cur:
-                    if pending:
-                        self._anchor(cur, pending[0])
-                        for q in pending:
-                            yield self._wrap(q)
-                        pending = []
-                    cur = idx
-                    pending.append(pkt)
-                    if anchor_index is None or pkt.stream_index == anchor_index:
-                        self._anchor(cur, pkt)
-                        yield self._wrap(pkt)
-                        pending = []
+                idx = self._seg_index(pkt.pos) if pkt.pos is not None and pkt.pos >= 0 else last_idx
+                idx = min(max(idx, 0), len(self.parts) - 1)
+                last_idx = idx
+                if idx in offsets:
+                    yield self._wrap(pkt, offsets[idx])
                     continue
-                if pending:
-                    pending.append(pkt)
-                    if pkt.stream_index == anchor_index or len(pending) > 256:
-                        anchor_pkt = pkt if pkt.stream_index == anchor_index else pending[0]
-                        self._anchor(cur, anchor_pkt)
-                        for q in pending:
-                            yield self._wrap(q)
-                        pending = []
-                    continue
-                yield self._wrap(pkt)
-            if pending:
-                self._anchor(cur, pending[0])
-                for q in pending:
-                    yield self._wrap(q)
+                waiting = pending.setdefault(idx, [])
+                waiting.append(pkt)
+                if anchor_index is None or pkt.stream_index == anchor_index or len(waiting) > 256:
+                    # segments before this one that never got a video packet anchor on their first packet
+                    for j in sorted(k for k in pending if k < idx):
+                        offsets[j] = self._anchor(j, pending[j][0])
+                        for q in pending.pop(j):
+                            yield self._wrap(q, offsets[j])
+                    anchor_pkt = pkt if (anchor_index is None or pkt.stream_index == anchor_index) else waiting[0]
+                    offsets[idx] = self._anchor(idx, anchor_pkt)
+                    for q in pending.pop(idx):
+                        yield self._wrap(q, offsets[idx])
+            for j in sorted(pending):
+                offsets[j] = self._anchor(j, pending[j][0])
+                for q in pending[j]:
+                    yield self._wrap(q, offsets[j])
         except av.error.FFmpegError as e:
             raise MediaError(f"cannot demux {self.track.kind} segments: {e}") from e
 

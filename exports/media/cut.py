@@ -39,6 +39,8 @@ class _Writer:
         pts = int(round((p.rt_pts - self.base_ms) / 1000.0 / tb))
         last = self.last_dts.get(p.kind)
         if last is not None and dts <= last:
+            if p.kind == "audio":
+                return  # overlapping audio (e.g. encoder priming after a discontinuity): drop it
             dts = last + 1
         if pts < dts:
             pts = dts
