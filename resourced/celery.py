@@ -69,6 +69,9 @@ app.conf.update(
     task_send_sent_event=True,
     broker_connection_retry_on_startup=True,
     result_expires=7 * 24 * 3600,
+    beat_schedule={
+        "exports-sweep-stale": {"task": "exports.sweep_stale", "schedule": 60.0},
+    },
 )
 app.autodiscover_tasks()
 

@@ -1,0 +1,138 @@
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Export(models.Model):
+    """One clip export: the request, its state in the pipeline, and what it produced."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        READY = "ready"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class Stage(models.TextChoices):
+        QUEUED = "queued"
+        DOWNLOAD = "download"
+        CUT = "cut"
+        ENCODE = "encode"
+        THUMBNAIL = "thumbnail"
+        UPLOAD = "upload"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class ExportType(models.IntegerChoices):
+        COPY = 0, "keep codec"
+        H264 = 1, "H.264"
+        H265 = 2, "H.265"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    LIVE = (Status.QUEUED, Status.RUNNING, Status.READY)
+
+    task_id = models.CharField(max_length=32, unique=True, default=new_task_id, editable=False)
+    idempotency_key = models.CharField(max_length=64, db_index=True, editable=False)
+
+    # the request
+    service_caller = models.CharField(max_length=16)
+    userid = models.CharField(max_length=255, blank=True, db_index=True)
+    live_path = models.CharField(max_length=1024)
+    peer_id = models.CharField(max_length=255)
+    file_name = models.CharField(max_length=255)
+    export_type = models.PositiveSmallIntegerField(choices=ExportType.choices, default=ExportType.COPY)
+    export_format = models.CharField(max_length=4, default="ts")
+    start_pos = models.BigIntegerField(help_text="epoch ms")
+    start_time_ms = models.BigIntegerField(help_text="StartTime, ms into the recording")
+    duration_ms = models.BigIntegerField()
+
+    # storages (credentials for the destination only, encrypted, erased when the export ends)
+    source_bucket = models.CharField(max_length=255)
+    source_region = models.CharField(max_length=64, blank=True)
+    source_prefix = models.CharField(max_length=1024, blank=True)
+    dest_bucket = models.CharField(max_length=255)
+    dest_region = models.CharField(max_length=64, blank=True)
+    dest_credentials = models.BinaryField(blank=True, default=b"", editable=False)
+
+    # state
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    error_code = models.SmallIntegerField(default=1)
+    error_message = models.CharField(max_length=1024, blank=True)
+    host = models.CharField(max_length=255, blank=True, help_text="worker host holding the work dir")
+    attempts = models.JSONField(default=dict, blank=True, help_text="attempts per stage")
+    restarts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    # results
+    origin_ms = models.BigIntegerField(null=True, blank=True, help_text="wall-clock origin of the recording")
+    clip_start_ms = models.FloatField(null=True, blank=True, help_text="start of the clip in recording time")
+    lead_ms = models.FloatField(default=0)
+    lack_ms = models.BigIntegerField(default=0)
+    image_path = models.CharField(max_length=1024, blank=True)
+    video_path = models.CharField(max_length=1024, blank=True)
+    video_key = models.CharField(max_length=1024, blank=True)
+    output_bytes = models.BigIntegerField(default=0)
+    output_duration_ms = models.FloatField(null=True, blank=True)
+    bytes_needed = models.BigIntegerField(default=0, help_text="bytes of the segments that overlap the clip")
+    bytes_downloaded = models.BigIntegerField(default=0)
+    segments_missing = models.PositiveIntegerField(default=0)
+    timings = models.JSONField(default=dict, blank=True, help_text="seconds per stage")
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # one live export per request; a failed or cancelled one leaves room for a new attempt
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=Q(status__in=["queued", "running", "ready"]),
+                name="export_one_live_per_request",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} {self.live_path} [{self.status}]"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def total_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class Quota(models.Model):
+    """Limits for a userid, a ServiceCaller, or everyone (the default row)."""
+
+    class Scope(models.TextChoices):
+        DEFAULT = "default"
+        CALLER = "caller", "ServiceCaller"
+        USER = "user", "userid"
+
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    subject = models.CharField(max_length=255, blank=True, help_text="the userid or ServiceCaller; empty for the default")
+    max_active_exports = models.PositiveIntegerField(default=4, help_text="queued + running at once")
+    max_clip_ms = models.PositiveBigIntegerField(default=2 * 3600 * 1000, help_text="longest clip, ms")
+    max_minutes_per_day = models.PositiveIntegerField(default=600, help_text="exported minutes per UTC day")
+    note = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "subject"], name="quota_one_per_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.subject}" if self.subject else "default"

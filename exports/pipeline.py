@@ -1,0 +1,361 @@
+"""The steps of an export: download → cut → encode → thumbnail → upload.
+
+Each step takes the Export row, does its work in the export's work dir and records what it did.
+Steps are idempotent: the work dir and the object keys are fixed per export, and a step whose
+output already exists skips its work. The media work itself is exports.media (pure PyAV).
+"""
+
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from exports import media
+from exports.credentials import decrypt_credentials
+from exports.models import Export
+from exports.services import ExportError, image_location, live_path_parts, output_file_name, work_dir
+from resourced.s3 import S3Location, error_code, is_not_found
+
+logger = logging.getLogger(__name__)
+
+STAGE_PROGRESS = {"download": (0, 40), "cut": (40, 55), "encode": (55, 85), "thumbnail": (85, 90), "upload": (90, 100)}
+TRANSIENT_S3_ERRORS = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ReadTimeoutError,
+)
+SERVER_ERROR_CODES = {"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"}
+
+
+class TransientError(Exception):
+    """A failure worth retrying (network, 5xx); the step is retried with backoff, then fails with
+    `code` (-5 source, -6 destination) when the retries are spent."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def classify_s3_error(exc: Exception, *, side: str) -> Exception:
+    """Map a boto error on the source (-5) or destination (-6) to a transient or final error."""
+    code = -5 if side == "source" else -6
+    what = "source storage" if side == "source" else "destination"
+    if isinstance(exc, TRANSIENT_S3_ERRORS) or error_code(exc) in SERVER_ERROR_CODES:
+        return TransientError(code, f"{what} unreachable: {error_code(exc)}")
+    return ExportError(code, f"{what}: {error_code(exc)}")
+
+
+# --- the work dir -----------------------------------------------------------------------------
+
+def local_path(export: Export, key: str) -> Path:
+    return work_dir(export) / "files" / key.lstrip("/")
+
+
+def source_location(export: Export) -> S3Location:
+    return S3Location(bucket=export.source_bucket, region=export.source_region, prefix=export.source_prefix)
+
+
+def destination_location(export: Export) -> S3Location:
+    credentials = decrypt_credentials(export.dest_credentials)
+    return S3Location(
+        bucket=export.dest_bucket,
+        region=export.dest_region,
+        access_key=credentials.access_key if credentials else "",
+        secret_key=credentials.secret_key if credentials else "",
+    )
+
+
+def output_path(export: Export) -> Path:
+    return work_dir(export) / "out" / names(export)["file_name"]
+
+
+def names(export: Export) -> dict:
+    parts = live_path_parts(export.live_path)
+    recording = parts[2] if len(parts) > 2 else (parts[-2] if len(parts) > 1 else "recording")
+    file_name = output_file_name(
+        file_name=export.file_name, export_format=export.export_format, peer_id=export.peer_id,
+        recording=recording, start_pos=export.start_pos, duration_ms=export.duration_ms,
+    )
+    image_dir, image_name = image_location(
+        peer_id=export.peer_id, recording=recording, start_pos=export.start_pos, duration_ms=export.duration_ms
+    )
+    key = f"{settings.EXPORT_S3_DIR.strip('/')}/{export.peer_id}/{file_name}"
+    return {"file_name": file_name, "video_key": key, "image_dir": image_dir, "image_name": image_name}
+
+
+# --- progress and heartbeat --------------------------------------------------------------------
+
+def set_progress(export: Export, stage: str, fraction: float = 0.0) -> None:
+    low, high = STAGE_PROGRESS[stage]
+    Export.objects.filter(pk=export.pk).update(
+        stage=stage, progress=int(low + (high - low) * min(max(fraction, 0.0), 1.0)), heartbeat_at=timezone.now()
+    )
+
+
+@contextmanager
+def heartbeat(export: Export):
+    """Keep heartbeat_at fresh while a step runs, so the stale sweep leaves the export alone."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(settings.EXPORT_HEARTBEAT_SECONDS):
+            try:
+                Export.objects.filter(pk=export.pk).update(heartbeat_at=timezone.now())
+            except Exception:  # the step itself reports real database trouble
+                logger.debug("heartbeat update failed", exc_info=True)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{export.task_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def record_timing(export: Export, stage: str, seconds: float) -> None:
+    export.refresh_from_db(fields=["timings"])
+    timings = dict(export.timings or {})
+    timings[stage] = round(seconds, 3)
+    Export.objects.filter(pk=export.pk).update(timings=timings)
+
+
+# --- download --------------------------------------------------------------------------------
+
+def _fetch_manifest(export: Export, location: S3Location, client):
+    manifests: dict[str, bytes] = {}
+
+    def fetch(key: str) -> bytes:
+        try:
+            body = client.get_object(Bucket=location.bucket, Key=location.key(key))["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            if is_not_found(exc):
+                raise ExportError(-1, f"not such dir: {key} is not in bucket {location.bucket}") from exc
+            raise classify_s3_error(exc, side="source") from exc
+        except TRANSIENT_S3_ERRORS as exc:
+            raise classify_s3_error(exc, side="source") from exc
+        manifests[key] = body
+        return body
+
+    try:
+        recording = media.load_recording(fetch, export.live_path)
+    except media.ManifestError as exc:
+        raise ExportError(-7, f"LivePath: the manifest cannot be read: {exc}") from exc
+    return recording, manifests
+
+
+def clip_start_ms(export: Export, recording) -> float:
+    """StartPos - origin when the manifest has a wall-clock origin, StartTime otherwise."""
+    if recording.origin_ms is not None:
+        return float(export.start_pos - recording.origin_ms)
+    return float(export.start_time_ms)
+
+
+def load_selection(export: Export):
+    """The segment selection, rebuilt on the worker from the manifests kept in the work dir."""
+
+    def fetch(key: str) -> bytes:
+        return local_path(export, key).read_bytes()
+
+    recording = media.load_recording(fetch, export.live_path)
+    start = export.clip_start_ms if export.clip_start_ms is not None else clip_start_ms(export, recording)
+    return media.select_segments(recording, start, start + export.duration_ms)
+
+
+def downloaded_files(export: Export, selection) -> dict[str, str]:
+    files = {}
+    for key in selection.keys():
+        path = local_path(export, key)
+        if path.exists():
+            files[key] = str(path)
+    return files
+
+
+def step_download(export: Export) -> None:
+    started = time.monotonic()
+    location = source_location(export)
+    client = location.client()
+    set_progress(export, "download")
+    recording, manifests = _fetch_manifest(export, location, client)
+    start = clip_start_ms(export, recording)
+    selection = media.select_segments(recording, start, start + export.duration_ms)
+    keys = selection.keys()
+    segment_keys = [s.key for t in selection.tracks for s in t.segments]
+    if not segment_keys:
+        raise ExportError(-1, f"not such dir: the recording has no media between {start:.0f} ms and "
+                              f"{start + export.duration_ms:.0f} ms (it covers 0–{recording.duration_ms:.0f} ms)")
+    for key, body in manifests.items():
+        path = local_path(export, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+
+    done = {"count": 0, "bytes": 0}
+    lock = threading.Lock()
+    missing: list[str] = []
+
+    def get(key: str) -> None:
+        path = local_path(export, key)
+        if path.exists():  # a redelivered download keeps what it already has
+            size = path.stat().st_size
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(path.name + ".part")
+            try:
+                client.download_file(location.bucket, location.key(key), str(part))
+            except botocore.exceptions.ClientError as exc:
+                part.unlink(missing_ok=True)
+                if is_not_found(exc):
+                    with lock:
+                        missing.append(key)
+                    return
+                raise classify_s3_error(exc, side="source") from exc
+            except TRANSIENT_S3_ERRORS as exc:
+                part.unlink(missing_ok=True)
+                raise classify_s3_error(exc, side="source") from exc
+            os.replace(part, path)
+            size = path.stat().st_size
+        with lock:
+            done["count"] += 1
+            done["bytes"] += size
+            if done["count"] % 4 == 0:
+                set_progress(export, "download", done["count"] / len(keys))
+
+    with ThreadPoolExecutor(max_workers=settings.EXPORT_DOWNLOAD_CONCURRENCY) as pool:
+        for future in [pool.submit(get, key) for key in keys]:
+            future.result()
+
+    missing_segments = [k for k in missing if k in set(segment_keys)]
+    if len(missing_segments) == len(segment_keys) or (set(missing) - set(missing_segments)):
+        raise ExportError(-1, "not such dir: the segments of the requested range are not in the source storage")
+    lack = media.lack_length(selection, missing)
+    Export.objects.filter(pk=export.pk).update(
+        origin_ms=recording.origin_ms,
+        clip_start_ms=start,
+        lack_ms=lack,
+        bytes_downloaded=F("bytes_downloaded") + done["bytes"],
+        bytes_needed=done["bytes"],
+        segments_missing=len(missing_segments),
+        host=settings.WORKER_HOSTNAME,
+    )
+    (work_dir(export) / "download.json").write_text(json.dumps({"missing": missing, "lack_ms": lack}))
+    set_progress(export, "download", 1.0)
+    record_timing(export, "download", time.monotonic() - started)
+    logger.info("export %s downloaded %d files (%d bytes), %d missing, LackLength %d ms",
+                export.task_id, done["count"], done["bytes"], len(missing), lack)
+
+
+# --- cut, encode, thumbnail ---------------------------------------------------------------------
+
+def cut_path(export: Export) -> Path:
+    if export.export_type == Export.ExportType.COPY:
+        return output_path(export)
+    return work_dir(export) / "cut" / "intermediate.ts"
+
+
+def _media_call(fn, **kwargs):
+    try:
+        return fn(**kwargs)
+    except media.MediaError as exc:
+        raise ExportError(-7, f"media: {exc}") from exc
+
+
+def step_cut(export: Export) -> None:
+    started = time.monotonic()
+    set_progress(export, "cut")
+    target = cut_path(export)
+    if not target.exists():
+        selection = load_selection(export)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        container = export.export_format if export.export_type == Export.ExportType.COPY else "ts"
+        info = _media_call(media.cut_clip, selection=selection, files=downloaded_files(export, selection),
+                           out_path=str(target), container=container)
+        Export.objects.filter(pk=export.pk).update(lead_ms=info.lead_ms, output_duration_ms=info.duration_ms)
+    set_progress(export, "cut", 1.0)
+    record_timing(export, "cut", time.monotonic() - started)
+
+
+def step_encode(export: Export) -> None:
+    started = time.monotonic()
+    set_progress(export, "encode")
+    if export.export_type != Export.ExportType.COPY:
+        target = output_path(export)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            codec = "h264" if export.export_type == Export.ExportType.H264 else "h265"
+            preset = settings.MEDIA_H264_PRESET if codec == "h264" else settings.MEDIA_H265_PRESET
+            export.refresh_from_db(fields=["lead_ms"])
+            info = _media_call(
+                media.encode_clip, src_path=str(cut_path(export)), out_path=str(target), codec=codec,
+                container=export.export_format, trim_start_ms=export.lead_ms, duration_ms=float(export.duration_ms),
+                preset=preset, crf=settings.MEDIA_CRF, threads=settings.MEDIA_THREADS, hwaccel=settings.MEDIA_HWACCEL,
+            )
+            Export.objects.filter(pk=export.pk).update(output_duration_ms=info.duration_ms)
+    set_progress(export, "encode", 1.0)
+    record_timing(export, "encode", time.monotonic() - started)
+
+
+def step_thumbnail(export: Export) -> None:
+    from imgbed.services import image_save_bytes, image_url
+
+    started = time.monotonic()
+    set_progress(export, "thumbnail")
+    n = names(export)
+    jpeg = work_dir(export) / "thumb" / n["image_name"]
+    if not jpeg.exists():
+        jpeg.parent.mkdir(parents=True, exist_ok=True)
+        _media_call(media.thumbnail, src_path=str(output_path(export)), out_path=str(jpeg),
+                    max_size=settings.THUMBNAIL_MAX_SIZE, quality=settings.THUMBNAIL_QUALITY)
+    image_save_bytes(path=n["image_dir"], filename=n["image_name"], data=jpeg.read_bytes(),
+                     uploader=f"export:{export.task_id}")
+    Export.objects.filter(pk=export.pk).update(image_path=image_url(path=n["image_dir"], filename=n["image_name"]))
+    set_progress(export, "thumbnail", 1.0)
+    record_timing(export, "thumbnail", time.monotonic() - started)
+
+
+# --- upload ------------------------------------------------------------------------------------
+
+def step_upload(export: Export) -> dict:
+    started = time.monotonic()
+    set_progress(export, "upload")
+    n = names(export)
+    source = output_path(export)
+    location = destination_location(export)
+    size = source.stat().st_size
+    config = TransferConfig(
+        multipart_threshold=settings.S3_MULTIPART_THRESHOLD,
+        multipart_chunksize=settings.S3_MULTIPART_CHUNKSIZE,
+        max_concurrency=4,
+    )
+    sent = {"bytes": 0}
+
+    def progress(chunk: int) -> None:
+        sent["bytes"] += chunk
+        if size:
+            set_progress(export, "upload", sent["bytes"] / size)
+
+    content_type = "video/mp4" if export.export_format == "mp4" else "video/mp2t"
+    try:
+        location.client().upload_file(
+            str(source), location.bucket, n["video_key"], Config=config, Callback=progress,
+            ExtraArgs={"ContentType": content_type},
+        )
+    except (botocore.exceptions.ClientError, *TRANSIENT_S3_ERRORS) as exc:
+        raise classify_s3_error(exc, side="destination") from exc
+    except Exception as exc:  # s3transfer wraps errors of the multipart parts
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, (botocore.exceptions.ClientError, *TRANSIENT_S3_ERRORS)):
+            raise classify_s3_error(cause, side="destination") from exc
+        raise
+    record_timing(export, "upload", time.monotonic() - started)
+    return {"video_key": n["video_key"], "video_path": "/" + n["video_key"], "output_bytes": size}

@@ -1,0 +1,68 @@
+"""Reads of exports: lookups and the answer body of export-to-s3dir."""
+
+from django.conf import settings
+from django.utils import timezone
+
+from exports.models import Export
+
+VERSION = "v1"
+
+
+def export_get(*, task_id: str) -> Export | None:
+    return Export.objects.filter(task_id=task_id).first()
+
+
+def empty_response() -> dict:
+    """Every field of an export-to-s3dir answer, before anything is known."""
+    return {
+        "ErrorCode": 1,
+        "ErrorMessage": "",
+        "TimeWait": 0,
+        "ImagePath": "",
+        "VideoPath": "",
+        "Version": VERSION,
+        "S3Dir": settings.EXPORT_S3_DIR,
+        "LackLength": 0,
+        "TaskId": "",
+        "Progress": 0,
+        "Stage": "",
+    }
+
+
+def estimate_time_wait(export: Export) -> int:
+    """ms until the next poll is worth it: queue position for a queued export, the remaining
+    share of the elapsed time for a running one."""
+    poll = settings.EXPORT_POLL_MS
+    if export.status == Export.Status.QUEUED:
+        ahead = Export.objects.filter(status=Export.Status.QUEUED, created_at__lt=export.created_at).count()
+        slots = max(1, settings.CELERY_WORKER_CONCURRENCY)
+        return int(min(30_000, poll * (1 + ahead // slots)))
+    if export.status == Export.Status.RUNNING:
+        if export.started_at and export.progress > 0:
+            elapsed = (timezone.now() - export.started_at).total_seconds() * 1000
+            remaining = elapsed * (100 - export.progress) / export.progress
+            return int(min(max(remaining, 500), 10_000))
+        return poll
+    return 0
+
+
+def export_response(export: Export) -> dict:
+    body = empty_response()
+    status = export.status
+    message = {
+        Export.Status.QUEUED: "queued",
+        Export.Status.RUNNING: f"processing: {export.stage}",
+        Export.Status.READY: "ready to download",
+    }.get(status, export.error_message)
+    body.update(
+        ErrorCode={Export.Status.QUEUED: 1, Export.Status.RUNNING: 1, Export.Status.READY: 5}.get(status, export.error_code),
+        ErrorMessage=message,
+        TimeWait=estimate_time_wait(export),
+        ImagePath=export.image_path,
+        VideoPath=export.video_path if status == Export.Status.READY else "",
+        LackLength=int(export.lack_ms),
+        TaskId=export.task_id,
+        Progress=int(export.progress),
+        Stage=export.stage,
+    )
+    return body
