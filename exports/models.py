@@ -85,6 +85,7 @@ class Export(models.Model):
     bytes_downloaded = models.BigIntegerField(default=0)
     segments_missing = models.PositiveIntegerField(default=0)
     timings = models.JSONField(default=dict, blank=True, help_text="seconds per stage")
+    step_hosts = models.JSONField(default=dict, blank=True, help_text="worker host that ran each stage")
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

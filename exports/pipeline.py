@@ -5,6 +5,7 @@ Steps are idempotent: the work dir and the object keys are fixed per export, and
 output already exists skips its work. The media work itself is exports.media (pure PyAV).
 """
 
+import contextvars
 import json
 import logging
 import os
@@ -115,7 +116,9 @@ def heartbeat(export: Export):
             except Exception:  # the step itself reports real database trouble
                 logger.debug("heartbeat update failed", exc_info=True)
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{export.task_id}", daemon=True)
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(beat,), name=f"heartbeat-{export.task_id}", daemon=True
+    )
     thread.start()
     try:
         yield
@@ -125,10 +128,12 @@ def heartbeat(export: Export):
 
 
 def record_timing(export: Export, stage: str, seconds: float) -> None:
-    export.refresh_from_db(fields=["timings"])
-    timings = dict(export.timings or {})
-    timings[stage] = round(seconds, 3)
-    Export.objects.filter(pk=export.pk).update(timings=timings)
+    """Store how long a stage took and on which worker host it ran."""
+    export.refresh_from_db(fields=["timings", "step_hosts"])
+    timings = dict(export.timings or {}, **{stage: round(seconds, 3)})
+    hosts = dict(export.step_hosts or {}, **{stage: settings.WORKER_HOSTNAME})
+    Export.objects.filter(pk=export.pk).update(timings=timings, step_hosts=hosts)
+    logger.info("export %s: %s done on %s in %.3f s", export.task_id, stage, settings.WORKER_HOSTNAME, seconds)
 
 
 # --- download --------------------------------------------------------------------------------
@@ -232,7 +237,9 @@ def step_download(export: Export) -> None:
                 set_progress(export, "download", done["count"] / len(keys))
 
     with ThreadPoolExecutor(max_workers=settings.EXPORT_DOWNLOAD_CONCURRENCY) as pool:
-        for future in [pool.submit(get, key) for key in keys]:
+        # each fetch runs in a copy of this context, so its log lines carry the TaskId too
+        futures = [pool.submit(contextvars.copy_context().run, get, key) for key in keys]
+        for future in futures:
             future.result()
 
     missing_segments = [k for k in missing if k in set(segment_keys)]
