@@ -261,3 +261,45 @@ LOGGING = {
         "s3transfer": {"level": "WARNING"},
     },
 }
+
+# --- Restore (added by restore app) -----------------------------------------------------------
+
+# Objects larger than this are copied with a multipart copy (UploadPartCopy); S3's CopyObject
+# takes at most 5 GB. Tests lower both to exercise the multipart path on small objects.
+RESTORE_MULTIPART_COPY_THRESHOLD = env.int("RESTORE_MULTIPART_COPY_THRESHOLD", default=5 * 1024**3)
+RESTORE_MULTIPART_COPY_CHUNKSIZE = env.int("RESTORE_MULTIPART_COPY_CHUNKSIZE", default=512 * 1024**2)
+RESTORE_COPY_STORAGE_CLASS = env.str("RESTORE_COPY_STORAGE_CLASS", default="STANDARD")
+RESTORE_COPY_MAX_ATTEMPTS = env.int("RESTORE_COPY_MAX_ATTEMPTS", default=3)
+# One copy task copies files until this many seconds are spent, then hands over to the next.
+RESTORE_COPY_BATCH_SECONDS = env.int("RESTORE_COPY_BATCH_SECONDS", default=300)
+RESTORE_MAX_FILES = env.int("RESTORE_MAX_FILES", default=1000)
+RESTORE_MAX_DAYS = env.int("RESTORE_MAX_DAYS", default=30)
+RESTORE_DEFAULT_DAYS = env.int("RESTORE_DEFAULT_DAYS", default=7)
+RESTORE_DEFAULT_TIER = env.str("RESTORE_DEFAULT_TIER", default="Standard")
+# Callback retries: base * 2**(attempt-1) seconds, at most CALLBACK_BACKOFF_MAX_SECONDS, until
+# CALLBACK_RETRY_HOURS after the first attempt.
+CALLBACK_BACKOFF_BASE_SECONDS = env.float("CALLBACK_BACKOFF_BASE_SECONDS", default=30.0)
+CALLBACK_BACKOFF_MAX_SECONDS = env.float("CALLBACK_BACKOFF_MAX_SECONDS", default=3600.0)
+# The reference receiver refuses signatures older (or newer) than this.
+CALLBACK_SIGNATURE_TOLERANCE_SECONDS = env.int("CALLBACK_SIGNATURE_TOLERANCE_SECONDS", default=300)
+CALLBACK_RESPONSE_EXCERPT_CHARS = env.int("CALLBACK_RESPONSE_EXCERPT_CHARS", default=1000)
+
+# --- Operators (added by staff/metrics) ----------------------------------------------------------
+
+# Request metrics: RequestMetricsMiddleware times every request, first in, last out. Under gunicorn
+# each worker process counts in files of its own under PROMETHEUS_MULTIPROC_DIR (prometheus_client's
+# multiprocess mode), and /metrics adds them up, whichever worker answers the scrape. The folder
+# is emptied when the web server starts (docs/operations-monitoring.md); empty this to count in
+# memory instead (one process only, e.g. runserver).
+MIDDLEWARE = ["resourced.metrics.RequestMetricsMiddleware", *MIDDLEWARE]
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus"))
+# /metrics answers only requests with "Authorization: Bearer <token>" when this is set.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The export and restore metrics are read from the database at scrape time, at most this often
+# per process (two scrapers, or several replicas, do not multiply the queries).
+METRICS_DATABASE_CACHE_SECONDS = env.float("METRICS_DATABASE_CACHE_SECONDS", default=10.0)
+# Lifetime of the presigned download link of a ready clip in the admin.
+ADMIN_DOWNLOAD_URL_SECONDS = env.int("ADMIN_DOWNLOAD_URL_SECONDS", default=3600)
+# Celery keeps the LOGGING above (plain or JSON, TaskId on each line) instead of replacing the root
+# logger's handlers with its own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -1,0 +1,509 @@
+"""Writes of the restore app: jobs, the restore-watch-copy flow, and callback delivery.
+
+The flow of one job (each step a thin Celery task, see restore/tasks.py)::
+
+    restore.start ─ type 0 callback queued; each file inspected (HEAD): archived → restore_object
+        │
+    restore.check ─ every RESTORE_POLL_SECONDS, a fresh task (countdown), never a waiting worker;
+        │           files whose Restore header says ongoing-request="false" are ready; after
+        │           RESTORE_TIMEOUT_HOURS the rest end with file_code 4
+    restore.copy  ─ server-side copy of every ready file into file_dir (multipart above the
+        │           threshold), in batches of RESTORE_COPY_BATCH_SECONDS
+    type 1 callback with file_list_status
+
+Every step may run twice (acks_late redelivery, a duplicate message): the check loop carries a
+sequence number that only one task can advance, the final step is a compare-and-swap on the job's
+status, callbacks are created once per (job, type), and a delivery attempt is numbered by a
+compare-and-swap on the callback's attempt count.
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from resourced.errors import InvalidInput, ServiceError
+from resourced.s3 import S3Location, error_code, is_not_found
+from resourced.storage_info import select_storage, storage_entries
+from restore import callbacks as http_callbacks
+from restore.models import Callback, CallbackDelivery, ReceivedCallback, RestoreFile, RestoreJob
+from restore.selectors import callback_body, restore_job_unfinished_files
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # GLACIER_IR is readable at once: never restored
+ARCHIVE_TIERS = ("ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS")  # Intelligent-Tiering archive status
+TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "Throttling", "ThrottlingException", "InternalError",
+                   "ServiceUnavailable", "RequestTimeTooSkewed"}
+STORAGE_PURPOSE = "archive"
+DESTINATION_PURPOSE = "restore"
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status >= 500 or error_code(exc) in TRANSIENT_CODES
+    return isinstance(exc, botocore.exceptions.BotoCoreError)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        return f"{exc.operation_name}: {error.get('Code', '')} {error.get('Message', '')}".strip()[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _max_countdown() -> int:
+    """A countdown never reaches the broker's visibility timeout (Redis would deliver it twice)."""
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout") or 3600
+    return max(1, int(visibility) // 2)
+
+
+def _source(job: RestoreJob) -> S3Location:
+    return S3Location(bucket=job.bucket, region=job.region, prefix=job.prefix)
+
+
+def _destination(job: RestoreJob) -> S3Location:
+    return S3Location(bucket=job.dest_bucket, region=job.dest_region, prefix=job.dest_prefix)
+
+
+# --- Jobs -------------------------------------------------------------------------------------
+
+
+def restore_job_create(
+    *,
+    userid: str,
+    task_id: str,
+    files: list[str],
+    file_dir: str,
+    callback_url: str,
+    days: int,
+    tier: str,
+    storage_info: str = "",
+) -> tuple[RestoreJob, bool]:
+    """The job for (userid, task_id): the existing one, or a new one whose flow starts after commit.
+
+    Returns (job, created). Input is validated by the API; storage_info is parsed here
+    (InvalidInput naming what is wrong). Nothing is stored or queued when it raises.
+    """
+    existing = RestoreJob.objects.filter(userid=userid, task_id=task_id).first()
+    if existing is not None:
+        return existing, False
+    if storage_info:
+        entries = storage_entries(storage_info)
+        source = select_storage(entries, purpose=STORAGE_PURPOSE, fallback=True)
+        if source is None:
+            raise InvalidInput("storage_info: no enabled S3 entry")
+        destination = select_storage(entries, purpose=DESTINATION_PURPOSE) or source
+    else:
+        source = destination = S3Location(bucket=settings.RESTORE_DEFAULT_BUCKET, region=settings.AWS_REGION)
+    try:
+        with transaction.atomic():
+            job = RestoreJob.objects.create(
+                task_id=task_id, userid=userid,
+                bucket=source.bucket, region=source.region, prefix=source.prefix,
+                dest_bucket=destination.bucket, dest_region=destination.region, dest_prefix=destination.prefix,
+                file_dir=file_dir, callback_url=callback_url, days=days, tier=tier,
+            )
+            RestoreFile.objects.bulk_create(
+                RestoreFile(job=job, position=i, key=key, file_name=key.rsplit("/", 1)[-1]) for i, key in enumerate(files)
+            )
+            transaction.on_commit(lambda: _enqueue_start(job.id))
+    except IntegrityError:  # the same task_id posted at the same moment: answer the winner
+        existing = RestoreJob.objects.filter(userid=userid, task_id=task_id).first()
+        if existing is None:
+            raise
+        return existing, False
+    logger.info("restore job %s created: %d files from %r", task_id, len(files), source)
+    return job, True
+
+
+def _enqueue_start(job_id: int) -> None:
+    from restore.tasks import restore_start
+
+    restore_start.apply_async(args=[job_id])
+
+
+def _enqueue_check(job_id: int, seq: int) -> None:
+    from restore.tasks import restore_check
+
+    countdown = min(settings.RESTORE_POLL_SECONDS, _max_countdown())
+    restore_check.apply_async(args=[job_id, seq], countdown=countdown)
+
+
+def _enqueue_copy(job_id: int, countdown: float = 0) -> None:
+    from restore.tasks import restore_copy
+
+    restore_copy.apply_async(args=[job_id], countdown=min(countdown, _max_countdown()) or None)
+
+
+def restore_job_start(*, job_id: int) -> None:
+    """Type 0 callback, then the first pass over the files. Safe to run twice."""
+    job = RestoreJob.objects.filter(id=job_id).first()
+    if job is None or job.status not in (RestoreJob.Status.QUEUED, RestoreJob.Status.RESTORING):
+        return
+    if job.status == RestoreJob.Status.QUEUED:
+        now = timezone.now()
+        RestoreJob.objects.filter(id=job.id, status=RestoreJob.Status.QUEUED).update(
+            status=RestoreJob.Status.RESTORING, started_at=now,
+            restore_deadline=now + timedelta(hours=settings.RESTORE_TIMEOUT_HOURS),
+        )
+        job.refresh_from_db()
+    callback_create(job=job, type=Callback.Type.NETWORK_TEST)
+    _restore_pass(job)
+
+
+def restore_job_check(*, job_id: int, seq: int) -> None:
+    """One later pass of the watch loop; a message whose seq is not the job's current one stops."""
+    job = RestoreJob.objects.filter(id=job_id).first()
+    if job is None or job.status != RestoreJob.Status.RESTORING or job.check_seq != seq:
+        return
+    _restore_pass(job)
+
+
+def _restore_pass(job: RestoreJob) -> None:
+    seq = job.check_seq
+    source = _source(job)
+    client = source.client()
+    for file in restore_job_unfinished_files(job=job):
+        if file.status == RestoreFile.Status.PENDING:
+            _inspect(file, job=job, source=source, client=client)
+        else:
+            _poll(file, source=source, client=client)
+    if job.restore_deadline and timezone.now() >= job.restore_deadline:
+        hours = f"{settings.RESTORE_TIMEOUT_HOURS:g}"
+        for file in restore_job_unfinished_files(job=job):
+            _finish(file, RestoreFile.Code.RESTORE_TIMED_OUT, f"restore not complete after {hours} h")
+    with transaction.atomic():
+        advanced = RestoreJob.objects.filter(id=job.id, status=RestoreJob.Status.RESTORING, check_seq=seq).update(
+            check_seq=seq + 1, checks=F("checks") + 1
+        )
+        if not advanced:
+            return  # another task ran this pass; it schedules the next one
+        if restore_job_unfinished_files(job=job).exists():
+            transaction.on_commit(lambda: _enqueue_check(job.id, seq + 1))
+        else:
+            RestoreJob.objects.filter(id=job.id).update(status=RestoreJob.Status.COPYING)
+            transaction.on_commit(lambda: _enqueue_copy(job.id))
+
+
+def _finish(file: RestoreFile, code: int, error: str = "") -> None:
+    file.status = RestoreFile.Status.DONE
+    file.file_code = code
+    if error:
+        file.error = error
+    file.save()
+
+
+def _inspect(file: RestoreFile, *, job: RestoreJob, source: S3Location, client) -> None:
+    """First look at a file: missing, readable, already restored, or to restore now."""
+    key = source.key(file.key)
+    try:
+        head = client.head_object(Bucket=source.bucket, Key=key)
+    except Exception as exc:  # noqa: BLE001 (classified below)
+        if is_not_found(exc):
+            return _finish(file, RestoreFile.Code.NOT_FOUND, f"s3://{source.bucket}/{key} not found")
+        if _transient(exc):
+            file.error = f"will try again: {_describe(exc)}"
+            return file.save()
+        return _finish(file, RestoreFile.Code.RESTORE_FAILED, _describe(exc))
+    file.storage_class = head.get("StorageClass") or "STANDARD"
+    file.size = head.get("ContentLength")
+    restore_header = head.get("Restore") or ""
+    archived = file.storage_class in ARCHIVE_CLASSES or head.get("ArchiveStatus") in ARCHIVE_TIERS
+    if not archived or 'ongoing-request="false"' in restore_header:
+        file.status = RestoreFile.Status.READY
+        if archived:
+            file.restored_at = timezone.now()
+        return file.save()
+    if 'ongoing-request="true"' in restore_header:
+        file.status = RestoreFile.Status.RESTORING  # someone already asked; watch it
+        return file.save()
+    _request_restore(file, job=job, source=source, client=client, key=key, intelligent=head.get("ArchiveStatus") in ARCHIVE_TIERS)
+
+
+def _request_restore(file: RestoreFile, *, job: RestoreJob, source: S3Location, client, key: str, intelligent: bool) -> None:
+    tier = job.tier
+    if tier == "Expedited" and (file.storage_class == "DEEP_ARCHIVE" or intelligent):
+        tier = "Standard"  # Deep Archive has no Expedited tier
+    for attempt_tier in dict.fromkeys([tier, "Standard"]):
+        request = {"GlacierJobParameters": {"Tier": attempt_tier}}
+        if not intelligent:  # Intelligent-Tiering restores take no Days
+            request["Days"] = job.days
+        try:
+            client.restore_object(Bucket=source.bucket, Key=key, RestoreRequest=request)
+        except Exception as exc:  # noqa: BLE001
+            code = error_code(exc)
+            if code == "RestoreAlreadyInProgress":
+                break
+            if code == "GlacierExpeditedRetrievalNotAvailable" and attempt_tier != "Standard":
+                continue
+            if is_not_found(exc):
+                return _finish(file, RestoreFile.Code.NOT_FOUND, f"s3://{source.bucket}/{key} not found")
+            if _transient(exc):
+                file.error = f"will try again: {_describe(exc)}"
+                return file.save()
+            return _finish(file, RestoreFile.Code.RESTORE_FAILED, _describe(exc))
+        break
+    file.status = RestoreFile.Status.RESTORING
+    file.restore_requested = True
+    file.restore_requested_at = timezone.now()
+    file.error = ""
+    file.save()
+
+
+def _poll(file: RestoreFile, *, source: S3Location, client) -> None:
+    key = source.key(file.key)
+    try:
+        head = client.head_object(Bucket=source.bucket, Key=key)
+    except Exception as exc:  # noqa: BLE001
+        if is_not_found(exc):
+            return _finish(file, RestoreFile.Code.NOT_FOUND, f"s3://{source.bucket}/{key} disappeared during the restore")
+        file.error = f"while watching: {_describe(exc)}"  # try again at the next pass
+        return file.save()
+    restore_header = head.get("Restore") or ""
+    storage_class = head.get("StorageClass") or "STANDARD"
+    if 'ongoing-request="false"' in restore_header or storage_class not in ARCHIVE_CLASSES and not head.get("ArchiveStatus"):
+        file.status = RestoreFile.Status.READY
+        file.restored_at = timezone.now()
+        file.error = ""
+        return file.save()
+    if not restore_header:  # the restore request was lost (or expired): ask again at the next pass
+        file.status = RestoreFile.Status.PENDING
+        return file.save()
+
+
+def restore_job_copy(*, job_id: int) -> None:
+    """Copy ready files into file_dir for up to RESTORE_COPY_BATCH_SECONDS, then hand over or finish."""
+    job = RestoreJob.objects.filter(id=job_id).first()
+    if job is None or job.status != RestoreJob.Status.COPYING:
+        return
+    source, destination = _source(job), _destination(job)
+    started = time.monotonic()
+    retry_in = 0.0
+    for file in job.files.filter(status=RestoreFile.Status.READY).order_by("position"):
+        if time.monotonic() - started > settings.RESTORE_COPY_BATCH_SECONDS:
+            transaction.on_commit(lambda: _enqueue_copy(job.id))
+            return
+        if not _copy_file(file, job=job, source=source, destination=destination):
+            retry_in = max(retry_in, min(60.0, 2.0**file.copy_attempts))
+    if job.files.filter(status=RestoreFile.Status.READY).exists():
+        _enqueue_copy(job.id, countdown=retry_in)
+        return
+    _restore_job_finish(job)
+
+
+def _transfer_config() -> TransferConfig:
+    return TransferConfig(
+        multipart_threshold=settings.RESTORE_MULTIPART_COPY_THRESHOLD,
+        multipart_chunksize=settings.RESTORE_MULTIPART_COPY_CHUNKSIZE,
+        max_concurrency=4,
+    )
+
+
+def _copy_file(file: RestoreFile, *, job: RestoreJob, source: S3Location, destination: S3Location) -> bool:
+    """Server-side copy of one file; False when it should be tried again later."""
+    src_key = source.key(file.key)
+    dest_key = destination.key(f"{job.file_dir}/{file.file_name}")
+    file.copy_attempts += 1
+    file.dest_key = dest_key
+    try:
+        destination.client().copy(
+            CopySource={"Bucket": source.bucket, "Key": src_key},
+            Bucket=destination.bucket,
+            Key=dest_key,
+            ExtraArgs={"StorageClass": settings.RESTORE_COPY_STORAGE_CLASS},
+            SourceClient=source.client(),
+            Config=_transfer_config(),
+        )
+    except Exception as exc:  # noqa: BLE001
+        if isinstance(exc, botocore.exceptions.ClientError) and exc.operation_name == "HeadObject" and is_not_found(exc):
+            _finish(file, RestoreFile.Code.NOT_FOUND, f"s3://{source.bucket}/{src_key} disappeared before the copy")
+            return True
+        if _transient(exc) and file.copy_attempts < settings.RESTORE_COPY_MAX_ATTEMPTS:
+            file.error = f"copy will be tried again: {_describe(exc)}"
+            file.save()
+            return False
+        _finish(file, RestoreFile.Code.COPY_FAILED, f"copy to s3://{destination.bucket}/{dest_key}: {_describe(exc)}")
+        return True
+    file.copied_at = timezone.now()
+    file.error = ""
+    _finish(file, RestoreFile.Code.SUCCESS)
+    return True
+
+
+def _restore_job_finish(job: RestoreJob) -> None:
+    codes = list(job.files.values_list("file_code", flat=True))
+    failed = sum(1 for code in codes if code != RestoreFile.Code.SUCCESS)
+    code = RestoreJob.CODE_SUCCESS if not failed else RestoreJob.CODE_PARTIAL
+    message = "success" if not failed else f"{failed} of {len(codes)} files failed"
+    with transaction.atomic():
+        finished = RestoreJob.objects.filter(id=job.id, status=RestoreJob.Status.COPYING).update(
+            status=RestoreJob.Status.DONE, code=code, message=message, finished_at=timezone.now()
+        )
+        if finished:
+            job.refresh_from_db()
+            callback_create(job=job, type=Callback.Type.RESULT)
+    if finished:
+        logger.info("restore job %s done: %s", job.task_id, message)
+
+
+# --- Callbacks --------------------------------------------------------------------------------
+
+
+def callback_create(*, job: RestoreJob, type: int) -> Callback:
+    """The job's callback of this type (created once) with its first delivery queued after commit."""
+    existing = Callback.objects.filter(job=job, type=type).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            callback = Callback.objects.create(job=job, type=type, url=job.callback_url, body=callback_body(job=job, type=type))
+            transaction.on_commit(lambda: _enqueue_delivery(callback.id, 1))
+    except IntegrityError:
+        return Callback.objects.get(job=job, type=type)
+    return callback
+
+
+def _enqueue_delivery(callback_id: int, attempt: int, countdown: float = 0) -> None:
+    from restore.tasks import deliver_callback
+
+    deliver_callback.apply_async(args=[callback_id, attempt], countdown=min(countdown, _max_countdown()) or None)
+
+
+@dataclass(frozen=True)
+class NextAttempt:
+    attempt: int
+    countdown: float
+
+
+def backoff_seconds(attempt: int) -> float:
+    """The wait after failed attempt number `attempt` (1-based): exponential, capped."""
+    return min(settings.CALLBACK_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), settings.CALLBACK_BACKOFF_MAX_SECONDS)
+
+
+def callback_deliver(*, callback_id: int, attempt: int) -> NextAttempt | None:
+    """Make delivery attempt number `attempt`; what to do next, or None when nothing is left to do.
+
+    A result (type 1) callback waits until the job's network test (type 0) is settled, so that a
+    client always sees type 0 first. A message for an attempt that was already made (a duplicate,
+    a redelivery) does nothing.
+    """
+    callback = Callback.objects.select_related("job").filter(id=callback_id).first()
+    if callback is None or callback.state != Callback.State.PENDING or callback.attempts != attempt - 1:
+        return None
+    if callback.type == Callback.Type.RESULT:
+        test = Callback.objects.filter(job=callback.job_id, type=Callback.Type.NETWORK_TEST).first()
+        if test is not None and test.state == Callback.State.PENDING:
+            return NextAttempt(attempt, min(settings.CALLBACK_BACKOFF_BASE_SECONDS, 60.0))
+    now = timezone.now()
+    claimed = Callback.objects.filter(id=callback.id, state=Callback.State.PENDING, attempts=attempt - 1).update(
+        attempts=attempt, first_attempt_at=callback.first_attempt_at or now,
+        deadline=callback.deadline or now + timedelta(hours=settings.CALLBACK_RETRY_HOURS),
+    )
+    if not claimed:
+        return None
+    callback.refresh_from_db()
+    result = http_callbacks.post_signed(
+        callback.url,
+        callback.body.encode("utf-8"),
+        delivery_id=str(callback.delivery_id),
+        attempt=attempt,
+        secret=settings.CALLBACK_SECRET,
+        timeout=settings.CALLBACK_TIMEOUT,
+        allow_private=settings.CALLBACK_ALLOW_PRIVATE,
+        excerpt_chars=settings.CALLBACK_RESPONSE_EXCERPT_CHARS,
+    )
+    CallbackDelivery.objects.create(
+        callback=callback, delivery_id=callback.delivery_id, attempt=attempt, outcome=result.outcome,
+        http_status=result.http_status, response_excerpt=result.answer, address=result.address,
+        duration_ms=result.duration_ms, error=result.error, started_at=now,
+    )
+    log = logger.info if result.delivered else logger.warning
+    log("callback %s type %s of %s attempt %d: %s %s", callback.delivery_id, callback.type, callback.job.task_id,
+        attempt, result.outcome, result.error)
+    if result.delivered:
+        _callback_settle(callback, Callback.State.DELIVERED, delivered_at=timezone.now(), last_error="")
+        return None
+    if result.outcome == CallbackDelivery.Outcome.REFUSED:
+        _callback_settle(callback, Callback.State.REFUSED, last_error=result.error)
+        return None
+    wait = backoff_seconds(attempt)
+    if timezone.now() + timedelta(seconds=wait) > callback.deadline:
+        _callback_settle(callback, Callback.State.FAILED, last_error=result.error)
+        return None
+    Callback.objects.filter(id=callback.id).update(last_error=result.error, next_attempt_at=timezone.now() + timedelta(seconds=wait))
+    return NextAttempt(attempt + 1, min(wait, _max_countdown()))
+
+
+def _callback_settle(callback: Callback, state: str, **fields) -> None:
+    Callback.objects.filter(id=callback.id).update(state=state, next_attempt_at=None, **fields)
+    if callback.type == Callback.Type.NETWORK_TEST:
+        # A result that waits for this test goes now rather than at its next look.
+        result = Callback.objects.filter(job=callback.job_id, type=Callback.Type.RESULT, state=Callback.State.PENDING).first()
+        if result is not None and result.attempts == 0:
+            _enqueue_delivery(result.id, 1)
+
+
+def callback_redeliver(*, callback: Callback) -> None:
+    """Deliver again (admin action): same delivery id and body, a fresh retry window."""
+    with transaction.atomic():
+        Callback.objects.filter(id=callback.id).update(
+            state=Callback.State.PENDING, deadline=timezone.now() + timedelta(hours=settings.CALLBACK_RETRY_HOURS),
+            next_attempt_at=timezone.now(), delivered_at=None,
+        )
+        attempt = Callback.objects.get(id=callback.id).attempts + 1
+        transaction.on_commit(lambda: _enqueue_delivery(callback.id, attempt))
+
+
+# --- The reference receiver -------------------------------------------------------------------
+
+
+class SignatureRefused(ServiceError):
+    kind = "auth"
+    status = 401
+
+
+def callback_receive(*, body: bytes, signature: str | None, delivery_id: str | None) -> ReceivedCallback:
+    """Verify a PutRestoreResult delivery and record it once per delivery id."""
+    try:
+        signed_at = http_callbacks.verify_signature(
+            body, signature, secret=settings.CALLBACK_SECRET, tolerance=settings.CALLBACK_SIGNATURE_TOLERANCE_SECONDS
+        )
+    except http_callbacks.SignatureError as exc:
+        raise SignatureRefused(str(exc)) from None
+    if not delivery_id or len(delivery_id) > 64:
+        raise InvalidInput(f"{http_callbacks.DELIVERY_HEADER}: required (at most 64 characters)")
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput("body: not JSON") from None
+    if not isinstance(payload, dict):
+        raise InvalidInput("body: not a JSON object")
+
+    def number(name):
+        value = payload.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    received, created = ReceivedCallback.objects.get_or_create(
+        delivery_id=delivery_id,
+        defaults={
+            "task_id": str(payload.get("task_id") or "")[:64],
+            "type": number("type"),
+            "code": number("code"),
+            "body": payload,
+            "signed_at": datetime.fromtimestamp(signed_at, tz=UTC),
+        },
+    )
+    if not created:
+        ReceivedCallback.objects.filter(id=received.id).update(times_received=F("times_received") + 1)
+        received.refresh_from_db()
+    return received

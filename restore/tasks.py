@@ -1,0 +1,37 @@
+"""Thin Celery tasks of the restore flow; restore/services.py does the work.
+
+Names matter: ``restore.callbacks.*`` is routed to the ``callbacks`` queue and ``restore.*`` to
+``restore`` (resourced/celery.py). Arguments are ids and numbers. Waiting is never done inside a
+task: the watch loop and callback retries are new messages with a countdown.
+"""
+
+from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from celery import shared_task
+
+from restore import services
+
+TRANSIENT = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
+RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": True, "retry_backoff_max": 300, "max_retries": 8}
+
+
+@shared_task(bind=True, name="restore.start", **RETRY)
+def restore_start(self, job_id: int) -> None:
+    services.restore_job_start(job_id=job_id)
+
+
+@shared_task(bind=True, name="restore.check", **RETRY)
+def restore_check(self, job_id: int, seq: int) -> None:
+    services.restore_job_check(job_id=job_id, seq=seq)
+
+
+@shared_task(bind=True, name="restore.copy", **RETRY)
+def restore_copy(self, job_id: int) -> None:
+    services.restore_job_copy(job_id=job_id)
+
+
+@shared_task(bind=True, name="restore.callbacks.deliver", max_retries=None)
+def deliver_callback(self, callback_id: int, attempt: int = 1) -> None:
+    """One delivery attempt; the next one (backoff, bounded by CALLBACK_RETRY_HOURS) as a retry."""
+    following = services.callback_deliver(callback_id=callback_id, attempt=attempt)
+    if following is not None:
+        raise self.retry(args=[callback_id, following.attempt], countdown=following.countdown)
