@@ -325,6 +325,7 @@ def make_dash(
     audio: bool = True,
     gop_s: float = 1.0,
     bframes: int = 0,
+    vcodec: str = "libx264",
     start_second: int = 0,
     manifest_name: str = "manifest.mpd",
 ) -> str:
@@ -355,7 +356,7 @@ def make_dash(
     }
     with av.open(mpd_path, "w", format="dash", options=opts) as out:
         _encode_into(out, duration_s=duration_s, width=width, height=height, fps=fps, audio=audio,
-                     gop_s=gop_s, bframes=bframes, start_second=start_second)
+                     gop_s=gop_s, bframes=bframes, start_second=start_second, vcodec=vcodec)
 
     tree = ET.parse(mpd_path)
     root = tree.getroot()
@@ -457,6 +458,7 @@ def make_hls(
     acodec: str = "aac",
     gop_s: float = 1.0,
     bframes: int = 0,
+    vcodec: str = "libx264",
     start_number: int = 0,
     start_second: int = 0,
     playlist_name: str = "index.m3u8",
@@ -480,7 +482,7 @@ def make_hls(
     }
     with av.open(path, "w", format="hls", options=opts) as out:
         _encode_into(out, duration_s=duration_s, width=width, height=height, fps=fps, audio=audio,
-                     acodec=acodec, gop_s=gop_s, bframes=bframes, start_second=start_second)
+                     acodec=acodec, gop_s=gop_s, bframes=bframes, start_second=start_second, vcodec=vcodec)
     with open(path) as f:
         header, segs, trailer = _parse_media_playlist_lines(f.read())
     lines = list(header)

@@ -46,7 +46,7 @@ def codec_name(stream) -> str | None:
     if stream is None:
         return None
     try:
-        return stream.codec_context.name
+        return stream.codec_context.codec.canonical_name  # "mp3", not the decoder's "mp3float"
     except Exception:
         return None
 

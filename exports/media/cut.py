@@ -85,9 +85,10 @@ def cut_clip(*, selection: Selection, files: Mapping[str, str], out_path: str, c
         with atomic_output(out_path, "stream copy") as tmp:
             out = av.open(tmp, "w", format=fmt, options=opts)
             try:
-                ovs = out.add_stream_from_template(vstream) if vstream is not None else None
-                oas = out.add_stream_from_template(astream) if astream is not None else None
-                if ovs is not None and fmt in ("mp4", "mov") and ovs.codec_context.name == "hevc":
+                # opaque: reuse the decoder's codec (no encoder needed to stream-copy, e.g. mp3float)
+                ovs = out.add_stream_from_template(vstream, opaque=True) if vstream is not None else None
+                oas = out.add_stream_from_template(astream, opaque=True) if astream is not None else None
+                if ovs is not None and fmt in ("mp4", "mov") and codec_name(vstream) == "hevc":
                     ovs.codec_context.codec_tag = "hvc1"  # playable by Apple players
                 w = _Writer(out, ovs, oas)
                 lead = _copy(sources, w, start_ms, end_ms, has_video=vstream is not None)

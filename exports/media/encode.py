@@ -105,8 +105,13 @@ def encode_clip(
     last_error: Exception | None = None
     for i, name in enumerate(encoders):
         try:
-            return _encode(src_path, out_path, name, fmt, mux_opts, float(trim_start_ms), duration_ms,
-                           preset, crf, threads)
+            args = (src_path, out_path, name, fmt, mux_opts, float(trim_start_ms), duration_ms, preset, crf, threads)
+            if trim_start_ms > _SEEK_THRESHOLD_MS:
+                try:
+                    return _encode(*args, seek=True)
+                except _SeekOvershoot:
+                    log.debug("seek in %s overshot, decoding from the start", src_path)
+            return _encode(*args, seek=False)
         except _EncoderFailed as e:
             last_error = e
             if i + 1 < len(encoders):
@@ -120,7 +125,15 @@ class _EncoderFailed(MediaError):
     pass
 
 
-def _encode(src_path, out_path, enc_name, fmt, mux_opts, trim_start_ms, duration_ms, preset, crf, threads) -> ClipInfo:
+class _SeekOvershoot(MediaError):
+    pass
+
+
+_SEEK_THRESHOLD_MS = 10_000
+
+
+def _encode(src_path, out_path, enc_name, fmt, mux_opts, trim_start_ms, duration_ms, preset, crf, threads, *,
+            seek: bool) -> ClipInfo:
     try:
         inp = av.open(src_path)
     except Exception as e:
@@ -141,6 +154,11 @@ def _encode(src_path, out_path, enc_name, fmt, mux_opts, trim_start_ms, duration
         half_frame_ms = 500.0 / float(fps)
         t_from = trim_start_ms
         t_to = trim_start_ms + duration_ms if duration_ms is not None else None
+        if seek:
+            try:  # to the keyframe before (trim start - 1 s); checked on the first decoded frame
+                inp.seek(int(v0 + (trim_start_ms - 1000.0) / 1000.0 / vtb), stream=vin, backward=True)
+            except av.error.FFmpegError:
+                raise _SeekOvershoot("seek failed") from None
 
         with atomic_output(out_path, "encoding") as tmp:
             out = av.open(tmp, "w", format=fmt, options=mux_opts)
@@ -165,7 +183,7 @@ def _encode(src_path, out_path, enc_name, fmt, mux_opts, trim_start_ms, duration
                 copy_audio = False
                 if ain is not None:
                     if ain.codec_context.name == "aac":
-                        oas = out.add_stream_from_template(ain)
+                        oas = out.add_stream_from_template(ain, opaque=True)
                         copy_audio = True
                     else:
                         ain.thread_type = "AUTO"
@@ -177,9 +195,12 @@ def _encode(src_path, out_path, enc_name, fmt, mux_opts, trim_start_ms, duration
                         oas.codec_context.time_base = Fraction(1, rate)
 
                 state = _State()
+                state.check_seek = seek
                 streams = [vin] + ([ain] if ain is not None else [])
                 for pkt in inp.demux(streams):
                     if pkt.stream_index == vin.index:
+                        if pkt.size == 0:
+                            continue  # end-of-stream marker: the decoder is flushed below
                         for frame in _decode(vin, pkt):
                             _video_frame(frame, state, ovs, out, v0, vtb, t_from, t_to, half_frame_ms)
                         if state.video_done and (ain is None or state.audio_done):
@@ -229,7 +250,7 @@ class _State:
         self.audio_pending: list = []
         self.audio_packets = 0
         self.audio_last_dts = None
-        self.resampler = None
+        self.check_seek = False
 
 
 def _decode(stream, pkt):
@@ -246,6 +267,10 @@ def _video_frame(frame, state: _State, ovs, out, v0, vtb, t_from, t_to, half_fra
     if state.video_done or frame.pts is None:
         return
     rel = float((frame.pts - v0) * vtb) * 1000.0
+    if state.check_seek:
+        state.check_seek = False
+        if rel > t_from + half_frame_ms:
+            raise _SeekOvershoot(f"first frame after seeking is at {rel:.0f} ms")
     if rel < t_from - min(1.0, half_frame_ms):
         return
     if t_to is not None and rel >= t_to - min(1.0, half_frame_ms):

@@ -177,3 +177,15 @@ def test_unknown_container(store, hls, tmp_path):
     sel = select_segments(rec, 0, 4000)
     with pytest.raises(MediaError):
         cut_clip(selection=sel, files=store.files(sel.keys()), out_path=str(tmp_path / "c.avi"), container="avi")
+
+
+@pytest.mark.parametrize("maker", ["hls", "dash"])
+def test_hevc_recording_copy_to_mp4(store, tmp_path, maker):
+    d = os.path.join(store.root, f"hevc-{maker}")
+    path = (mediagen.make_hls(d, duration_s=6, vcodec="libx265") if maker == "hls"
+            else mediagen.make_dash(d, duration_s=6, vcodec="libx265"))
+    info = cut(store, os.path.relpath(path, store.root), 2500, 5000, tmp_path, "mp4")
+    assert info.video_codec == "hevc" and info.audio_codec == "aac"
+    assert mediagen.first_stamp(info.path) == (2, 0) and len(mediagen.stamps_in(info.path)) == 75
+    with av.open(info.path) as c:
+        assert c.streams.video[0].codec_tag == "hvc1"

@@ -114,3 +114,13 @@ def test_encode_errors_leave_nothing(ts_file, tmp_path):
     with pytest.raises(MediaError):
         encode_clip(src_path=ts_file, out_path=str(out_dir / "o.ts"), codec="vp9")
     assert os.listdir(out_dir) == []
+
+
+@pytest.mark.parametrize("ext", ["ts", "mp4"])
+def test_long_trim_seeks_and_stays_accurate(tmp_path, ext):
+    src = mediagen.make_file(str(tmp_path / f"long.{ext}"), duration_s=16, width=160, height=90)
+    out = str(tmp_path / "o.ts")
+    info = encode_clip(src_path=src, out_path=out, codec="h264", trim_start_ms=12480, duration_ms=1000, preset="ultrafast")
+    stamps = mediagen.stamps_in(out)
+    assert stamps[0] == (12, 12) and len(stamps) == 25
+    assert info.audio_codec == "aac"
