@@ -110,6 +110,17 @@ def cut_clip(*, selection: Selection, files: Mapping[str, str], out_path: str, c
             s.close()
 
 
+_GAP_MS = 500.0  # a GOP ending this long before the requested start does not contain it
+
+
+def _gop_end(gop: list[Pkt]) -> float:
+    last = max(gop, key=lambda q: q.rt_pts)
+    dur = last.dur_ms
+    if not dur and len(gop) > 1:
+        dur = abs(gop[-1].rt_pts - gop[-2].rt_pts)
+    return last.rt_pts + dur
+
+
 def _copy(sources, w: _Writer, start_ms: float, end_ms: float, *, has_video: bool) -> float:
     merged = heapq.merge(*(s.packets() for s in sources), key=lambda p: p.rt_dts)
     committed = False
@@ -151,9 +162,12 @@ def _copy(sources, w: _Writer, start_ms: float, end_ms: float, *, has_video: boo
         if p.kind == "video":
             if p.key:
                 if gop and p.rt_pts > start_ms:
-                    commit()
-                    emit(p)
-                    continue
+                    if start_ms - _gop_end(gop) <= _GAP_MS:
+                        commit()
+                        emit(p)
+                        continue
+                    # the start lies in a hole of the timeline: begin after it, not before
+                    abuf.clear()
                 gop[:] = [p]
                 abuf[:] = [a for a in abuf if a.rt_pts >= p.rt_pts]
             elif gop:

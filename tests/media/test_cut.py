@@ -94,6 +94,13 @@ def test_timeline_gap_is_left_as_a_jump(store, dash_gaps, tmp_path):
     assert info.duration_ms == pytest.approx(8000, abs=45)
 
 
+def test_start_inside_a_gap_begins_after_it(store, dash_gaps, tmp_path):
+    info = cut(store, dash_gaps, 7000, 12000, tmp_path)
+    assert mediagen.seconds_in(info.path) == [10, 11]
+    assert info.lead_ms == 0
+    assert info.duration_ms == pytest.approx(2000, abs=45)
+
+
 def test_keys_missing_from_files_are_skipped(store, dash_gaps, tmp_path):
     # 14-16 s segment files were deleted from storage: store.files() leaves them out
     info = cut(store, dash_gaps, 13000, 17500, tmp_path)
