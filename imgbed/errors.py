@@ -1,0 +1,64 @@
+"""The image bed's domain errors and the JSON shapes they take (design/api.md §2).
+
+Two families, one per endpoint group:
+
+* upload, list and image reads answer ``ErrorCode``/``ErrorMessage`` (upload adds ``FailedFiles``);
+* delete answers ``errCode``/``message``, the field names of the user's own document.
+
+Codes (documented in docs/client/imgbed.md):
+
+=========  ================  ===============  ====
+kind       upload/list/GET   delete           HTTP
+=========  ================  ===============  ====
+(success)  0                 0                200
+(partial)  1 (FailedFiles)   -                200
+not_found  4                 1                404
+invalid    2                 2                400
+auth       3                 3                401
+internal   5                 5                5xx
+=========  ================  ===============  ====
+"""
+
+from rest_framework import status as http
+
+from resourced.errors import ErrorFamily, ServiceError
+
+_CODES = {"invalid": 2, "conflict": 2, "auth": 3, "not_found": 4, "quota": 6, "internal": 5}
+
+IMGBED_ERRORS = ErrorFamily("ErrorCode", "ErrorMessage", dict(_CODES))
+IMGBED_UPLOAD_ERRORS = ErrorFamily("ErrorCode", "ErrorMessage", dict(_CODES), base=lambda: {"FailedFiles": []})
+IMGBED_DELETE_ERRORS = ErrorFamily(
+    "errCode",
+    "message",
+    {"not_found": 1, "invalid": 2, "conflict": 2, "auth": 3, "quota": 6, "internal": 5},
+)
+
+UPLOAD_OK = 0
+UPLOAD_SOME_REFUSED = 1
+
+
+class ImageError(ServiceError):
+    """Base of every image bed error."""
+
+
+class ImageRejected(ImageError):
+    """The image (its name, its size or its content) is refused; nothing was written."""
+
+    kind = "invalid"
+    status = http.HTTP_400_BAD_REQUEST
+
+
+class ImagePathInvalid(ImageRejected):
+    """A path or file name is not safe (``..``, backslash, control character, too long, …)."""
+
+
+class ImageNotFound(ImageError):
+    kind = "not_found"
+    status = http.HTTP_404_NOT_FOUND
+
+
+class ImageStorageError(ImageError):
+    """The object store failed or is unreachable."""
+
+    kind = "internal"
+    status = http.HTTP_503_SERVICE_UNAVAILABLE
