@@ -104,6 +104,7 @@ class Pkt:
     rt_dts: float
     dur_ms: float
     key: bool
+    encoded: bool = False  # produced by the smart-cut encoder (already Annex B)
 
 
 class TrackSource:

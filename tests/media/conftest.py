@@ -74,3 +74,19 @@ def ts_file(tmp_path_factory):
 def mp2_ts_file(tmp_path_factory):
     """6 s MPEG-TS with MP2 audio (needs re-encoding to AAC)."""
     return mediagen.make_file(str(tmp_path_factory.mktemp("files") / "mp2.ts"), duration_s=6, acodec="mp2")
+
+
+@pytest.fixture(scope="session")
+def hls_bframes(store):
+    """8 s HLS whose H.264 uses B-frames (pts != dts)."""
+    return _gen(store, "hls-bf", mediagen.make_hls, duration_s=8, bframes=2)
+
+
+@pytest.fixture(scope="session")
+def hevc_hls(store):
+    return _gen(store, "hevc-hls", mediagen.make_hls, duration_s=6, vcodec="libx265")
+
+
+@pytest.fixture(scope="session")
+def hevc_dash(store):
+    return _gen(store, "hevc-dash", mediagen.make_dash, duration_s=6, vcodec="libx265")

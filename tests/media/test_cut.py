@@ -134,9 +134,8 @@ def test_hls_discontinuity(store, tmp_path):
     assert dts == sorted(dts)
 
 
-def test_bframes_recording(store, tmp_path):
-    key = os.path.relpath(mediagen.make_hls(os.path.join(store.root, "hls-bf"), duration_s=8, bframes=2), store.root)
-    info = cut(store, key, 3000, 6000, tmp_path)
+def test_bframes_recording(store, hls_bframes, tmp_path):
+    info = cut(store, hls_bframes, 3000, 6000, tmp_path)
     stamps = mediagen.stamps_in(info.path)
     assert stamps[0] == (3, 0)
     assert mediagen.seconds_in(info.path) == [3, 4, 5]
@@ -186,13 +185,55 @@ def test_unknown_container(store, hls, tmp_path):
         cut_clip(selection=sel, files=store.files(sel.keys()), out_path=str(tmp_path / "c.avi"), container="avi")
 
 
-@pytest.mark.parametrize("maker", ["hls", "dash"])
-def test_hevc_recording_copy_to_mp4(store, tmp_path, maker):
-    d = os.path.join(store.root, f"hevc-{maker}")
-    path = (mediagen.make_hls(d, duration_s=6, vcodec="libx265") if maker == "hls"
-            else mediagen.make_dash(d, duration_s=6, vcodec="libx265"))
-    info = cut(store, os.path.relpath(path, store.root), 2500, 5000, tmp_path, "mp4")
+@pytest.mark.parametrize("fixture", ["hevc_hls", "hevc_dash"])
+def test_hevc_recording_copy_to_mp4(store, tmp_path, fixture, request):
+    info = cut(store, request.getfixturevalue(fixture), 2500, 5000, tmp_path, "mp4")
     assert info.video_codec == "hevc" and info.audio_codec == "aac"
     assert mediagen.first_stamp(info.path) == (2, 0) and len(mediagen.stamps_in(info.path)) == 75
     with av.open(info.path) as c:
         assert c.streams.video[0].codec_tag == "hvc1"
+
+
+def frame_index(stamp, fps=25):
+    return stamp[0] * fps + stamp[1]
+
+
+@pytest.mark.parametrize("fixture,start,first,frames", [
+    ("dash_timeline", 4480, (4, 12), 75),
+    ("dash_number", 6520, (6, 13), 75),
+    ("hls", 12300, (12, 8), 75),  # 12.3 s is between frames: the next one (12.32 s)
+    ("hevc_hls", 2520, (2, 13), 75),
+    ("hevc_dash", 2520, (2, 13), 75),
+    ("hls_bframes", 3280, (3, 7), 77),  # the end is cut on decode order: +2 B-frames of delay
+])
+def test_smart_cut_is_frame_accurate(store, tmp_path, request, fixture, start, first, frames):
+    info = cut_clip_accurate(store, request.getfixturevalue(fixture), start, start + 3000, tmp_path)
+    stamps = mediagen.stamps_in(info.path)
+    assert stamps[0] == first
+    assert len(stamps) == frames
+    # every frame decodes, in order, across the re-encoded head and the copied rest
+    assert [frame_index(s) for s in stamps] == list(range(frame_index(first), frame_index(first) + frames))
+    assert info.lead_ms == 0
+    assert info.duration_ms == pytest.approx(frames * 40, abs=45)
+    starts = streams_start(info.path)
+    assert starts["audio"] == pytest.approx(starts["video"], abs=0.05)
+    with av.open(info.path) as c:
+        dts = [p.dts for p in c.demux(c.streams.video[0]) if p.dts is not None]
+    assert dts == sorted(dts) and dts[0] == 0
+
+
+def cut_clip_accurate(store, key, start, end, tmp_path, container="ts"):
+    rec = load_recording(store.fetch, key)
+    sel = select_segments(rec, start, end)
+    return cut_clip(selection=sel, files=store.files(sel.keys()), out_path=str(tmp_path / f"smart.{container}"),
+                    container=container, accurate=True)
+
+
+def test_smart_cut_on_a_keyframe_is_a_plain_copy(store, dash_number, tmp_path):
+    info = cut_clip_accurate(store, dash_number, 7000, 8000, tmp_path)
+    assert mediagen.stamps_in(info.path)[0] == (7, 0) and len(mediagen.stamps_in(info.path)) == 25
+
+
+def test_smart_cut_needs_ts(store, hls, tmp_path):
+    info = cut_clip_accurate(store, hls, 12300, 13000, tmp_path, container="mp4")
+    assert mediagen.first_stamp(info.path) == (12, 0) and info.lead_ms == pytest.approx(300, abs=1)
