@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import av
 
-from ._common import ClipInfo, atomic_output, codec_name, container_format
+from ._common import ClipInfo, atomic_output, container_format
 from .errors import MediaError
 
 __all__ = ["encode_clip", "available_hw_encoder"]

@@ -258,6 +258,9 @@ def _classify(aset: ET.Element, rep: ET.Element) -> str | None:
     return None
 
 
+_MAX_SEGMENTS = 2_000_000
+
+
 def _rep_segments(
     *,
     kind: str | None,
@@ -269,6 +272,7 @@ def _rep_segments(
     period_end_ms: float | None,
     dynamic: bool,
     now_rel_ms: float | None,
+    tsbd_ms: float | None = None,
 ) -> tuple[str | None, list[Segment]]:
     a = info.attrs
     timescale = int(a.get("timescale", "1") or 1)
@@ -293,6 +297,7 @@ def _rep_segments(
         limit_t = None
 
     times: list[tuple[int, int]] = []  # (t, d) in media time
+    first_index = 0  # index (from startNumber) of times[0]
     if info.timeline is not None:
         entries = _children(info.timeline, "S")
         t = None
@@ -317,6 +322,8 @@ def _rep_segments(
                     r = int(math.floor((end_t - t) / d + 1e-9)) - 1
                 else:
                     r = max(0, int(math.ceil((end_t - t) / d - 1e-9)) - 1)
+            if len(times) + r + 1 > _MAX_SEGMENTS:
+                raise ManifestError("unreasonable number of segments in SegmentTimeline")
             for _ in range(r + 1):
                 times.append((t, d))
                 t += d
@@ -330,9 +337,13 @@ def _rep_segments(
             count = int(math.ceil((period_end_ms - period_start_ms) * timescale / 1000.0 / d - 1e-9))
         elif dynamic and now_rel_ms is not None:
             count = int(math.floor((now_rel_ms - period_start_ms) * timescale / 1000.0 / d))
+            if tsbd_ms is not None:  # only the time-shift window is listed
+                first_index = max(0, int(math.floor((now_rel_ms - tsbd_ms - period_start_ms) * timescale / 1000.0 / d)))
         else:
             raise ManifestError("cannot tell how many segments a SegmentTemplate@duration period has")
-        times = [(pto + i * d, d) for i in range(max(0, count))]
+        if count - first_index > _MAX_SEGMENTS:
+            raise ManifestError(f"unreasonable number of segments ({count - first_index})")
+        times = [(pto + i * d, d) for i in range(first_index, max(0, count))]
     elif kind == "SegmentList" and info.urls is not None:
         d = int(a.get("duration", "0") or 0)
         if not d:
@@ -353,7 +364,7 @@ def _rep_segments(
         times = times[: len(info.urls)]
     segments = []
     for idx, (t, d) in enumerate(times):
-        number = start_number + idx
+        number = start_number + first_index + idx
         if end_number is not None and number > end_number:
             break
         if kind == "SegmentList" and info.urls is not None:
@@ -404,6 +415,7 @@ def parse_mpd(text: bytes | str, *, base_dir: str, now_ms: float | None = None) 
     if now_ms is None:
         now_ms = time.time() * 1000.0
     now_rel_ms = (now_ms - origin_ms) if origin_ms is not None else None
+    tsbd_ms = parse_duration_ms(root.get("timeShiftBufferDepth")) if dynamic else None
 
     base = base_dir.strip("/")
     base = base + "/" if base else ""
@@ -478,7 +490,7 @@ def parse_mpd(text: bytes | str, *, base_dir: str, now_ms: float | None = None) 
             rep_id = rep.get("id", "")
             init_key, segs = _rep_segments(
                 kind=seg_kind, info=info, base=rbase, rep_id=rep_id, bandwidth=bw,
-                period_start_ms=pstart, period_end_ms=pend, dynamic=dynamic, now_rel_ms=now_rel_ms,
+                period_start_ms=pstart, period_end_ms=pend, dynamic=dynamic, now_rel_ms=now_rel_ms, tsbd_ms=tsbd_ms,
             )
             codecs = rep.get("codecs") or aset.get("codecs") or ""
             group = "audio" if kind == "audio" else "video"

@@ -163,6 +163,28 @@ def test_mpd_dynamic_number_template_bounded_by_now():
     assert [s.key for s in rec.tracks[0].segments] == ["x/v-001.m4s", "x/v-002.m4s", "x/v-003.m4s", "x/v-004.m4s"]
 
 
+def test_mpd_dynamic_time_shift_window():
+    mpd = """<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" availabilityStartTime="2024-01-01T00:00:00Z"
+               timeShiftBufferDepth="PT10S">
+      <Period start="PT0S"><AdaptationSet mimeType="video/mp4">
+        <Representation id="v" bandwidth="1">
+          <SegmentTemplate timescale="1" duration="2" startNumber="5" media="$Number$.m4s" initialization="i.m4s"/>
+        </Representation></AdaptationSet></Period></MPD>"""
+    rec = parse_mpd(mpd, base_dir="", now_ms=epoch_ms("2024-01-01T01:00:00Z"))
+    segs = rec.tracks[0].segments
+    # segments complete by now (3600 s) within the last 10 s: [3590, 3600) -> numbers 5 + 1795 ...
+    assert [(s.number, s.start_ms) for s in segs] == [(5 + i, i * 2000.0) for i in range(1795, 1800)]
+    assert segs[0].key == "1800.m4s"
+
+
+def test_mpd_absurd_repeat_count_is_refused():
+    mpd = """<MPD xmlns="urn:mpeg:dash:schema:mpd:2011"><Period><AdaptationSet contentType="video">
+      <Representation id="v"><SegmentTemplate timescale="1" media="$Number$"><SegmentTimeline>
+      <S t="0" d="1" r="999999999"/></SegmentTimeline></SegmentTemplate></Representation></AdaptationSet></Period></MPD>"""
+    with pytest.raises(ManifestError):
+        parse_mpd(mpd, base_dir="")
+
+
 def test_mpd_multi_period_concatenates():
     mpd = """<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" mediaPresentationDuration="PT8S">
       <Period start="PT0S"><AdaptationSet contentType="video">
