@@ -127,6 +127,13 @@ def heartbeat(export: Export):
         thread.join(timeout=5)
 
 
+def injected_delay(stage: str) -> None:
+    """FAULT_INJECTION's delay for this stage (fault tests only; empty in production)."""
+    seconds = float((settings.FAULT_INJECTION or {}).get("delay", {}).get(stage, 0))
+    if seconds > 0:
+        time.sleep(seconds)
+
+
 def record_timing(export: Export, stage: str, seconds: float) -> None:
     """Store how long a stage took and on which worker host it ran."""
     export.refresh_from_db(fields=["timings", "step_hosts"])

@@ -259,7 +259,7 @@ def export_retry(*, export: Export) -> Export:
             raise ServiceError("a newer attempt of this request is live")
         Export.objects.filter(pk=export.pk).update(
             status=Export.Status.QUEUED, stage=Export.Stage.QUEUED, progress=0, error_code=1, error_message="",
-            attempts={}, host="", heartbeat_at=None, finished_at=None, started_at=None, timings={},
+            attempts={}, host="", heartbeat_at=None, finished_at=None, started_at=None, timings={}, step_hosts={},
             image_path="", video_path="", restarts=export.restarts + 1,
         )
         export.refresh_from_db()

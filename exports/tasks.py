@@ -36,6 +36,10 @@ def _load(task_id: str, generation: int, stage: str) -> Export | None:
         if export.status == Export.Status.CANCELLED and export.host == settings.WORKER_HOSTNAME:
             work_dir_remove(export=export)
         return None
+    if stage in (export.timings or {}):
+        # a redelivered message of a step that already completed (its ack was lost)
+        logger.info("export %s: %s already done in generation %s; skipped", task_id, stage, generation)
+        return None
     if stage != "download" and export.host != settings.WORKER_HOSTNAME:
         logger.warning("export %s: %s arrived on %s but the work dir is on %s; skipped",
                        task_id, stage, settings.WORKER_HOSTNAME, export.host)
@@ -69,6 +73,7 @@ def run_step(task, task_id: str, generation: int, stage: str, step):
             return None
         try:
             with pipeline.heartbeat(export):
+                pipeline.injected_delay(stage)
                 return step(export) or {}
         except ExportError as exc:
             export_mark_failed(export=export, code=exc.code, message=exc.message)
@@ -144,11 +149,11 @@ def sweep_stale() -> int:
             claimed = Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING, heartbeat_at=export.heartbeat_at,
                                             restarts=export.restarts).update(
                 status=Export.Status.QUEUED, stage=Export.Stage.QUEUED, progress=0, host="", attempts={},
-                restarts=export.restarts + 1, heartbeat_at=timezone.now(),
+                timings={}, step_hosts={}, restarts=export.restarts + 1, heartbeat_at=timezone.now(),
             )
             if claimed:
-                export.refresh_from_db()
                 logger.warning("export %s stale on host %s; restarted from download", export.task_id, export.host)
+                export.refresh_from_db()
                 export_enqueue(export=export)
                 restarted += 1
     return restarted

@@ -9,6 +9,7 @@ import os
 
 from celery import Celery
 from celery.signals import celeryd_after_setup
+from django.conf import settings
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "resourced.settings.base")
@@ -33,8 +34,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 def _prepare_embedded_broker() -> None:
     """The filesystem transport needs its folders before the first message."""
-    from django.conf import settings
-
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
         for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
@@ -70,7 +69,7 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     result_expires=7 * 24 * 3600,
     beat_schedule={
-        "exports-sweep-stale": {"task": "exports.sweep_stale", "schedule": 60.0},
+        "exports-sweep-stale": {"task": "exports.sweep_stale", "schedule": settings.EXPORT_SWEEP_INTERVAL_SECONDS},
     },
 )
 app.autodiscover_tasks()
@@ -79,8 +78,6 @@ app.autodiscover_tasks()
 @celeryd_after_setup.connect
 def _consume_host_queues(sender, instance, **kwargs):
     """Add this host's own media queues to the worker, whatever its -Q list says."""
-    from django.conf import settings
-
     host = settings.WORKER_HOSTNAME
     consumed = set(instance.app.amqp.queues.consume_from or instance.app.amqp.queues)
     for queue in MEDIA_QUEUES:

@@ -7,6 +7,7 @@ keys and codes of its endpoints (``ErrorCode``/``ErrorMessage`` for resource API
 try/except.
 """
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,7 +120,15 @@ def exception_handler(exc, context):
 
 
 def json_404(request, exception=None):
-    return JsonResponse({"code": 404, "message": f"{request.path}: not found"}, status=404)
+    """An unknown URL answers in the shape of the endpoint family its path belongs to."""
+    message = f"{request.path}: not found"
+    path = request.path
+    if path.startswith(("/resource/v1/i/export-to-s3dir", "/export-to-s3dir", "/resource/v1/i/getthumbnail")):
+        from exports.selectors import empty_response
+
+        family = dataclasses.replace(RESOURCE_ERRORS, base=empty_response)
+        return JsonResponse(family.body("not_found", message), status=404)
+    return JsonResponse(GENERIC_ERRORS.body("not_found", message), status=404)
 
 
 def json_500(request):

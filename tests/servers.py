@@ -97,7 +97,11 @@ class Worker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.read_log()[-3000:]}")
-            replies = app.control.ping(destination=[self.nodename], timeout=0.5) or []
+            try:
+                replies = app.control.ping(destination=[self.nodename], timeout=0.5) or []
+            except Exception:  # a broker connection dropped by a restart: ask again
+                time.sleep(0.2)
+                continue
             if replies:
                 return
         raise TimeoutError(f"worker {self.nodename} did not answer within {timeout} s:\n{self.read_log()[-3000:]}")
@@ -109,3 +113,163 @@ class Worker:
     def stop(self) -> None:
         stop_process(self.process, timeout=20)
         self.log.close()
+
+
+# --- production parts: PostgreSQL, Redis, gunicorn, beat ------------------------------------------
+
+def find_postgres_bin() -> Path | None:
+    import glob
+    import shutil
+
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(os.path.realpath(found)).parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(candidates[-1]).parent if candidates else None
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a free loopback port."""
+
+    def __init__(self, base_dir: Path):
+        import shutil
+
+        bin_dir = find_postgres_bin()
+        if bin_dir is None:
+            raise FileNotFoundError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+        self.bin = bin_dir
+        import tempfile
+
+        self.port = free_port()
+        # not under pytest's private (0700) temporary tree: the postgres user must reach it
+        self.dir = Path(tempfile.mkdtemp(prefix=f"resourced-pg-{self.port}-"))
+        self.dir.chmod(0o755)
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        data = self.dir / "data"
+        subprocess.run(_as_postgres_user([str(bin_dir / "initdb"), "-D", str(data), "-U", "resourced", "-A", "trust",
+                                          "--no-sync", "-E", "UTF8"]), check=True, capture_output=True)
+        self.log = self.dir / "server.log"
+        self.process = subprocess.Popen(
+            _as_postgres_user([str(bin_dir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.dir),
+                               "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for_port(self.port, 30, self.process)
+        deadline = time.monotonic() + 30
+        while True:
+            result = subprocess.run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "resourced",
+                                     "resourced"], capture_output=True)
+            if result.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        self.url = f"postgres://resourced@127.0.0.1:{self.port}/resourced"
+
+    def stop(self) -> None:
+        import shutil
+
+        stop_process(self.process)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisServer:
+    """redis-server on a free loopback port, with an append-only file so a restart keeps messages."""
+
+    def __init__(self, base_dir: Path, port: int | None = None):
+        import shutil
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.binary = binary
+        self.port = port or free_port()
+        self.dir = base_dir / f"redis-{self.port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for_port(self.port, 30, self.process)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def restart(self, down_seconds: float = 2.0) -> None:
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+    def append_only_bytes(self) -> bytes:
+        """Every write the server received (messages included), from its append-only files."""
+        data = b""
+        for path in sorted(self.dir.rglob("*.aof*")):
+            if path.is_file():
+                data += path.read_bytes()
+        return data
+
+
+class Gunicorn:
+    def __init__(self, env: dict, log_dir: Path, workers: int = 2, threads: int = 4, app: str = "resourced.wsgi"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"gunicorn-{self.port}.log"
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [str(BIN / "gunicorn"), app, "-b", f"127.0.0.1:{self.port}", "-w", str(workers),
+             "--threads", str(threads), "--access-logfile", "-"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for_port(self.port, 60, self.process)
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.log.close()
+
+
+class Beat:
+    def __init__(self, env: dict, log_dir: Path):
+        self.log_path = log_dir / f"beat-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "resourced", "beat", "-l", "INFO"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.log.close()
+
+
+def pool_children(pid: int) -> list[int]:
+    """The pool processes of a Celery worker (its direct children)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                children.append(int(entry.name))
+    return children

@@ -18,6 +18,7 @@ AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY")
 EXPORT_CREDENTIALS_KEYS = env.list("EXPORT_CREDENTIALS_KEYS")
 CALLBACK_SECRET = env.str("CALLBACK_SECRET")
 CALLBACK_ALLOW_PRIVATE = False
+FAULT_INJECTION: dict = {}
 FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH")
 LOG_JSON = env.bool("LOG_JSON", default=True)
 LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_JSON else "plain"  # noqa: F405
