@@ -421,6 +421,7 @@ def callback_deliver(*, callback_id: int, attempt: int) -> NextAttempt | None:
         timeout=settings.CALLBACK_TIMEOUT,
         allow_private=settings.CALLBACK_ALLOW_PRIVATE,
         excerpt_chars=settings.CALLBACK_RESPONSE_EXCERPT_CHARS,
+        ca_file=settings.CALLBACK_CA_BUNDLE,
     )
     CallbackDelivery.objects.create(
         callback=callback, delivery_id=callback.delivery_id, attempt=attempt, outcome=result.outcome,

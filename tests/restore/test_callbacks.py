@@ -240,3 +240,83 @@ def test_redeliver_sends_the_same_delivery_again(restore_worker, s3, receiver_fa
              what="redelivered")
     ids = [r["headers"]["X-Resourced-Delivery"] for r in receiver.requests if json.loads(r["body"])["type"] == 1]
     assert ids == [str(result.delivery_id)] * 2
+
+
+def self_signed_certificate(directory) -> tuple[str, str]:
+    """A certificate for the name "localhost" only (not for 127.0.0.1), and its key."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.mark.django_db
+def test_https_checks_the_certificate_for_the_url_host_while_connecting_to_the_checked_address(
+    settings, receiver_factory, tmp_path
+):
+    import ssl
+
+    settings.CALLBACK_ALLOW_PRIVATE = True
+    cert, key = self_signed_certificate(tmp_path)
+    receiver = receiver_factory()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+    port = receiver.port
+
+    settings.CALLBACK_CA_BUNDLE = cert
+    ok = callback_create(job=make_job(f"https://localhost:{port}/cb"), type=Callback.Type.NETWORK_TEST)
+    assert callback_deliver(callback_id=ok.id, attempt=1) is None
+    delivery = CallbackDelivery.objects.get(callback=ok)
+    assert delivery.outcome == "delivered" and delivery.address in ("127.0.0.1", "::1"), delivery.error
+    assert receiver.requests[0]["headers"]["Host"] == f"localhost:{port}"
+
+    # the certificate names localhost, not 127.0.0.1: refused by the TLS check
+    by_address = callback_create(job=make_job(f"https://127.0.0.1:{port}/cb"), type=Callback.Type.NETWORK_TEST)
+    callback_deliver(callback_id=by_address.id, attempt=1)
+    assert CallbackDelivery.objects.get(callback=by_address).outcome == "connection_error"
+
+    settings.CALLBACK_CA_BUNDLE = ""  # the public bundle does not know this certificate
+    public = callback_create(job=make_job(f"https://localhost:{port}/cb"), type=Callback.Type.NETWORK_TEST)
+    callback_deliver(callback_id=public.id, attempt=1)
+    failed = CallbackDelivery.objects.get(callback=public)
+    assert failed.outcome == "connection_error" and "CERTIFICATE_VERIFY_FAILED" in failed.error
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.django_db
+def test_the_admin_redeliver_action_queues_the_same_delivery(admin_client, settings, receiver_factory,
+                                                             django_capture_on_commit_callbacks):
+    settings.CALLBACK_ALLOW_PRIVATE = True
+    receiver = receiver_factory()
+    callback = callback_create(job=make_job(receiver.url), type=Callback.Type.NETWORK_TEST)
+    callback_deliver(callback_id=callback.id, attempt=1)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = admin_client.post("/admin/restore/callback/", {"action": "redeliver", "_selected_action": [callback.id]})
+    assert response.status_code == 302
+    assert len(queued) == 1
+    callback.refresh_from_db()
+    assert callback.state == Callback.State.PENDING and callback.deadline is not None
+    assert callback_deliver(callback_id=callback.id, attempt=2) is None
+    assert [r["headers"]["X-Resourced-Delivery"] for r in receiver.requests] == [str(callback.delivery_id)] * 2
+    assert admin_client.get(f"/admin/restore/callback/{callback.id}/change/").status_code == 200
+    assert admin_client.get(f"/admin/restore/restorejob/{callback.job_id}/change/").status_code == 200
