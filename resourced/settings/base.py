@@ -164,6 +164,7 @@ EXPORT_FAILURE_TTL = env.int("EXPORT_FAILURE_TTL", default=60)
 EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
 EXPORT_STALE_SECONDS = env.int("EXPORT_STALE_SECONDS", default=300)
 EXPORT_HEARTBEAT_SECONDS = env.int("EXPORT_HEARTBEAT_SECONDS", default=10)
+EXPORT_SWEEP_INTERVAL_SECONDS = env.float("EXPORT_SWEEP_INTERVAL_SECONDS", default=60.0)
 EXPORT_WORK_DIR = Path(env.str("EXPORT_WORK_DIR", default=str(VAR_DIR / "work")))
 EXPORT_DOWNLOAD_CONCURRENCY = env.int("EXPORT_DOWNLOAD_CONCURRENCY", default=8)
 EXPORT_POLL_MS = env.int("EXPORT_POLL_MS", default=2000)
@@ -171,6 +172,10 @@ EXPORT_SATURATION_LIMIT = env.int("EXPORT_SATURATION_LIMIT", default=200)  # act
 # Fernet key(s) for ExportS3Key at rest, comma separated, newest first (MultiFernet rotation).
 # Derived from SECRET_KEY when unset (embedded only; production.py requires it).
 EXPORT_CREDENTIALS_KEYS = env.list("EXPORT_CREDENTIALS_KEYS", default=[])
+
+# Fault testing only (production.py empties it): {"delay": {"cut": 2.0}} sleeps that many seconds
+# at the start of a stage, so that fault tests can kill a worker inside a given stage.
+FAULT_INJECTION = env.json("RESOURCED_FAULT_INJECTION", default={})
 
 MEDIA_H264_PRESET = env.str("MEDIA_H264_PRESET", default="veryfast")
 MEDIA_H265_PRESET = env.str("MEDIA_H265_PRESET", default="fast")
@@ -283,6 +288,8 @@ CALLBACK_BACKOFF_MAX_SECONDS = env.float("CALLBACK_BACKOFF_MAX_SECONDS", default
 # The reference receiver refuses signatures older (or newer) than this.
 CALLBACK_SIGNATURE_TOLERANCE_SECONDS = env.int("CALLBACK_SIGNATURE_TOLERANCE_SECONDS", default=300)
 CALLBACK_RESPONSE_EXCERPT_CHARS = env.int("CALLBACK_RESPONSE_EXCERPT_CHARS", default=1000)
+# CA bundle for https callback URLs (a private CA); empty: certifi's public bundle.
+CALLBACK_CA_BUNDLE = env.str("CALLBACK_CA_BUNDLE", default="")
 
 # --- Operators (added by staff/metrics) ----------------------------------------------------------
 
