@@ -81,11 +81,7 @@ def restore_worker(django_db_setup, django_db_blocker, s3_server, log_dir):
     """
     from resourced.celery import app
 
-    replies = app.control.ping(timeout=1.0) or []
-    others = [name for reply in replies for name in reply]
-    for queue in RESTORE_QUEUES:
-        if others:
-            app.control.cancel_consumer(queue, destination=others, reply=True, timeout=5)
+    paused = _pause_restore_consumers(app)
     worker = Worker(worker_env(**RESTORE_WORKER_SETTINGS), log_dir, hostname="restorehost",
                     queues=",".join(RESTORE_QUEUES), concurrency=4)
     try:
@@ -93,9 +89,21 @@ def restore_worker(django_db_setup, django_db_blocker, s3_server, log_dir):
         yield worker
     finally:
         _stop_quickly(worker)
-        for queue in RESTORE_QUEUES:
-            if others:
-                app.control.add_consumer(queue, destination=others, reply=True, timeout=5)
+        for node, queue in paused:
+            app.control.add_consumer(queue, destination=[node], reply=True, timeout=5)
+
+
+def _pause_restore_consumers(app) -> list[tuple[str, str]]:
+    """Tell running workers that consume the restore queues to stop; the (node, queue) pairs."""
+    replies = app.control.ping(timeout=1.0) or []
+    nodes = [name for reply in replies for name in reply]
+    if not nodes:
+        return []
+    active = app.control.inspect(destination=nodes, timeout=2.0).active_queues() or {}
+    paused = [(node, q["name"]) for node, queues in active.items() for q in queues if q["name"] in RESTORE_QUEUES]
+    for node, queue in paused:
+        app.control.cancel_consumer(queue, destination=[node], reply=True, timeout=5)
+    return paused
 
 
 # --- moto's restore state machine -------------------------------------------------------------
