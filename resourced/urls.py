@@ -2,7 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from resourced.dashboard import admin_index
 from resourced.health import healthz
+from resourced.metrics import metrics_view
 
 handler400 = "resourced.errors.json_400"
 handler403 = "resourced.errors.json_403"
@@ -11,6 +13,9 @@ handler500 = "resourced.errors.json_500"
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
+    # the admin index with the operator's dashboard; every other admin page as Django has it
+    path("admin/", admin.site.admin_view(admin_index), name="admin-dashboard"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
