@@ -33,12 +33,13 @@ def test_archived_objects_are_restored_watched_and_copied_then_the_client_is_tol
         "cold/a.ts": (b"glacier bytes", "GLACIER"),
         "cold/b.mp4": (b"deep archive bytes", "DEEP_ARCHIVE"),
         "warm/c.ts": (b"standard bytes", "STANDARD"),
+        "warm/d.ts": (b"instant retrieval bytes", "GLACIER_IR"),
     }, in_progress_seconds=2)
     receiver = receiver_factory()
 
     response = post_restore(
         task_id="job-42", storage_info=encode_storage_info([storage(bucket)]),
-        files=["cold/a.ts", "cold/b.mp4", "warm/c.ts"], file_dir="restore/2026-11-22/job-42",
+        files=["cold/a.ts", "cold/b.mp4", "warm/c.ts", "warm/d.ts"], file_dir="restore/2026-11-22/job-42",
         callback_url=receiver.url, days=3, tier="Bulk",
     )
     assert response.status_code == 200, response.json()
@@ -49,7 +50,7 @@ def test_archived_objects_are_restored_watched_and_copied_then_the_client_is_tol
     assert body == {
         "code": 0, "message": "success", "type": 1, "task_id": "job-42", "file_dir": "restore/2026-11-22/job-42",
         "file_list_status": [{"file_name": "a.ts", "file_code": 0}, {"file_name": "b.mp4", "file_code": 0},
-                             {"file_name": "c.ts", "file_code": 0}],
+                             {"file_name": "c.ts", "file_code": 0}, {"file_name": "d.ts", "file_code": 0}],
     }
     # the type 0 network test came first
     bodies = receiver.bodies()
@@ -61,10 +62,12 @@ def test_archived_objects_are_restored_watched_and_copied_then_the_client_is_tol
     files = {f.key: f for f in job.files.all()}
     assert files["cold/a.ts"].restore_requested and files["cold/b.mp4"].restore_requested
     assert not files["warm/c.ts"].restore_requested  # readable objects are not restored
+    assert not files["warm/d.ts"].restore_requested and files["warm/d.ts"].storage_class == "GLACIER_IR"
     assert "Restore" not in s3.head_object(Bucket=bucket, Key="warm/c.ts")
     assert 'expiry-date' in s3.head_object(Bucket=bucket, Key="cold/a.ts")["Restore"]
 
-    for key, expected in [("a.ts", b"glacier bytes"), ("b.mp4", b"deep archive bytes"), ("c.ts", b"standard bytes")]:
+    for key, expected in [("a.ts", b"glacier bytes"), ("b.mp4", b"deep archive bytes"), ("c.ts", b"standard bytes"),
+                          ("d.ts", b"instant retrieval bytes")]:
         copied = s3.get_object(Bucket=bucket, Key=f"restore/2026-11-22/job-42/{key}")
         assert copied["Body"].read() == expected
         assert copied.get("StorageClass", "STANDARD") == "STANDARD"
