@@ -8,12 +8,13 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from exports.selectors import empty_response, export_get, export_response
+from exports.selectors import empty_response, export_get, export_response, thumbnail_response
 from exports.services import (
     export_cancel,
     export_request_build,
     export_submit,
     parse_start_time,
+    thumbnail_request,
 )
 from resourced.errors import ErrorFamily, NotFound, RESOURCE_ERRORS
 from resourced.sessions import authenticate
@@ -167,3 +168,45 @@ class ExportDetailApi(APIView):
     @extend_schema(operation_id="export_cancel", responses=EXPORT_RESPONSES | {404: ExportOutputSerializer})
     def delete(self, request, task_id: str):
         return Response(export_response(export_cancel(export=self._export(request, task_id))))
+
+
+class ThumbnailInputSerializer(serializers.Serializer):
+    StartPos = serializers.IntegerField(min_value=0, max_value=2**53)
+    StartTime = serializers.CharField(max_length=32)
+    LivePath = serializers.CharField(max_length=1024)
+    PeerId = serializers.CharField(max_length=128, required=False, allow_blank=True)
+    SessionId = serializers.CharField(max_length=256, required=False, allow_blank=True)
+    storage_info = serializers.CharField(max_length=65536, required=False, allow_blank=True)
+
+    validate_StartTime = ExportInputSerializer.validate_StartTime
+    validate_LivePath = ExportInputSerializer.validate_LivePath
+    validate_PeerId = ExportInputSerializer.validate_PeerId
+
+    def validate(self, attrs):
+        if not attrs.get("PeerId") and len([p for p in attrs["LivePath"].split("/") if p]) < 3:
+            raise serializers.ValidationError({"PeerId": "required when LivePath has no peer element"})
+        return attrs
+
+
+THUMBNAIL_ERRORS = ErrorFamily("ErrorCode", "ErrorMessage", RESOURCE_ERRORS.codes,
+                               base=lambda: {"TimeWait": 0, "ImagePath": ""})
+
+
+class ThumbnailApi(APIView):
+    error_family = THUMBNAIL_ERRORS
+
+    @extend_schema(
+        operation_id="getthumbnail",
+        request=ThumbnailInputSerializer,
+        responses={200: inline_serializer(name="ThumbnailResponse", fields={
+            "ErrorCode": serializers.IntegerField(), "ErrorMessage": serializers.CharField(),
+            "ImagePath": serializers.CharField(), "TimeWait": serializers.IntegerField()})},
+        description="Store the frame at a position of a recording in the image bed. ErrorCode 1: being made, "
+                    "post again after TimeWait ms; 0: ImagePath is ready.",
+    )
+    def post(self, request):
+        session_userid = authenticate(request)
+        serializer = ThumbnailInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        thumb = thumbnail_request(data=serializer.validated_data, session_userid=session_userid)
+        return Response(thumbnail_response(thumb))

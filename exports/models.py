@@ -137,3 +137,40 @@ class Quota(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.subject}" if self.subject else "default"
+
+
+class Thumbnail(models.Model):
+    """A getthumbnail request: one frame of a recording stored in the image bed."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        READY = "ready"
+        FAILED = "failed"
+
+    task_id = models.CharField(max_length=32, unique=True, default=new_task_id, editable=False)
+    idempotency_key = models.CharField(max_length=64, unique=True, editable=False)
+    userid = models.CharField(max_length=255, blank=True)
+    live_path = models.CharField(max_length=1024)
+    peer_id = models.CharField(max_length=255)
+    start_pos = models.BigIntegerField()
+    start_time_ms = models.BigIntegerField()
+    source_bucket = models.CharField(max_length=255)
+    source_region = models.CharField(max_length=64, blank=True)
+    source_prefix = models.CharField(max_length=1024, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error_code = models.SmallIntegerField(default=1)
+    error_message = models.CharField(max_length=1024, blank=True)
+    image_path = models.CharField(max_length=1024, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.live_path} @ {self.start_pos} [{self.status}]"
+
+    def image_location(self) -> tuple[str, str]:
+        parts = [p for p in self.live_path.split("/") if p]
+        recording = parts[2] if len(parts) > 2 else "recording"
+        return self.peer_id, f"{self.peer_id}_{recording}_{self.start_pos}.jpg"

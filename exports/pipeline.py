@@ -145,7 +145,8 @@ def record_timing(export: Export, stage: str, seconds: float) -> None:
 
 # --- download --------------------------------------------------------------------------------
 
-def _fetch_manifest(export: Export, location: S3Location, client):
+def fetch_recording(live_path: str, location: S3Location, client):
+    """The recording's manifest (and an HLS variant playlist) from the source storage."""
     manifests: dict[str, bytes] = {}
 
     def fetch(key: str) -> bytes:
@@ -161,17 +162,18 @@ def _fetch_manifest(export: Export, location: S3Location, client):
         return body
 
     try:
-        recording = media.load_recording(fetch, export.live_path)
+        recording = media.load_recording(fetch, live_path)
     except media.ManifestError as exc:
         raise ExportError(-7, f"LivePath: the manifest cannot be read: {exc}") from exc
     return recording, manifests
 
 
-def clip_start_ms(export: Export, recording) -> float:
-    """StartPos - origin when the manifest has a wall-clock origin, StartTime otherwise."""
+def clip_start_ms(request, recording) -> float:
+    """StartPos - origin when the manifest has a wall-clock origin, StartTime otherwise
+    (`request` is an Export or a Thumbnail: both carry start_pos and start_time_ms)."""
     if recording.origin_ms is not None:
-        return float(export.start_pos - recording.origin_ms)
-    return float(export.start_time_ms)
+        return float(request.start_pos - recording.origin_ms)
+    return float(request.start_time_ms)
 
 
 def load_selection(export: Export):
@@ -194,33 +196,19 @@ def downloaded_files(export: Export, selection) -> dict[str, str]:
     return files
 
 
-def step_download(export: Export) -> None:
-    started = time.monotonic()
-    location = source_location(export)
-    client = location.client()
-    set_progress(export, "download")
-    recording, manifests = _fetch_manifest(export, location, client)
-    start = clip_start_ms(export, recording)
-    selection = media.select_segments(recording, start, start + export.duration_ms)
-    keys = selection.keys()
-    segment_keys = [s.key for t in selection.tracks for s in t.segments]
-    if not segment_keys:
-        raise ExportError(-1, f"not such dir: the recording has no media between {start:.0f} ms and "
-                              f"{start + export.duration_ms:.0f} ms (it covers 0–{recording.duration_ms:.0f} ms)")
-    for key, body in manifests.items():
-        path = local_path(export, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(body)
+def download_keys(*, client, location: S3Location, keys: list[str], path_for, on_progress=None):
+    """Fetch storage keys in parallel into path_for(key) (temp name, then rename).
 
+    Returns (keys missing in storage, files fetched, bytes). A key whose file is already there (a
+    redelivered download) is kept. Transient errors raise TransientError, others ExportError.
+    """
     done = {"count": 0, "bytes": 0}
     lock = threading.Lock()
     missing: list[str] = []
 
     def get(key: str) -> None:
-        path = local_path(export, key)
-        if path.exists():  # a redelivered download keeps what it already has
-            size = path.stat().st_size
-        else:
+        path = path_for(key)
+        if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             part = path.with_name(path.name + ".part")
             try:
@@ -236,19 +224,45 @@ def step_download(export: Export) -> None:
                 part.unlink(missing_ok=True)
                 raise classify_s3_error(exc, side="source") from exc
             os.replace(part, path)
-            size = path.stat().st_size
         with lock:
             done["count"] += 1
-            done["bytes"] += size
-            if done["count"] % 4 == 0:
-                set_progress(export, "download", done["count"] / len(keys))
+            done["bytes"] += path.stat().st_size
+            count = done["count"]
+        if on_progress:
+            on_progress(count)
 
     with ThreadPoolExecutor(max_workers=settings.EXPORT_DOWNLOAD_CONCURRENCY) as pool:
         # each fetch runs in a copy of this context, so its log lines carry the TaskId too
         futures = [pool.submit(contextvars.copy_context().run, get, key) for key in keys]
         for future in futures:
             future.result()
+    return missing, done["count"], done["bytes"]
 
+
+def step_download(export: Export) -> None:
+    started = time.monotonic()
+    location = source_location(export)
+    client = location.client()
+    set_progress(export, "download")
+    recording, manifests = fetch_recording(export.live_path, location, client)
+    start = clip_start_ms(export, recording)
+    selection = media.select_segments(recording, start, start + export.duration_ms)
+    keys = selection.keys()
+    segment_keys = [s.key for t in selection.tracks for s in t.segments]
+    if not segment_keys:
+        raise ExportError(-1, f"not such dir: the recording has no media between {start:.0f} ms and "
+                              f"{start + export.duration_ms:.0f} ms (it covers 0–{recording.duration_ms:.0f} ms)")
+    for key, body in manifests.items():
+        path = local_path(export, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+
+    def progress(count: int) -> None:
+        if count % 4 == 0:
+            set_progress(export, "download", count / len(keys))
+
+    missing, count, size = download_keys(client=client, location=location, keys=keys,
+                                         path_for=lambda key: local_path(export, key), on_progress=progress)
     missing_segments = [k for k in missing if k in set(segment_keys)]
     if len(missing_segments) == len(segment_keys) or (set(missing) - set(missing_segments)):
         raise ExportError(-1, "not such dir: the segments of the requested range are not in the source storage")
@@ -257,8 +271,8 @@ def step_download(export: Export) -> None:
         origin_ms=recording.origin_ms,
         clip_start_ms=start,
         lack_ms=lack,
-        bytes_downloaded=F("bytes_downloaded") + done["bytes"],
-        bytes_needed=done["bytes"],
+        bytes_downloaded=F("bytes_downloaded") + size,
+        bytes_needed=size,
         segments_missing=len(missing_segments),
         host=settings.WORKER_HOSTNAME,
     )
@@ -266,7 +280,7 @@ def step_download(export: Export) -> None:
     set_progress(export, "download", 1.0)
     record_timing(export, "download", time.monotonic() - started)
     logger.info("export %s downloaded %d files (%d bytes), %d missing, LackLength %d ms",
-                export.task_id, done["count"], done["bytes"], len(missing), lack)
+                export.task_id, count, size, len(missing), lack)
 
 
 # --- cut, encode, thumbnail ---------------------------------------------------------------------
@@ -373,3 +387,39 @@ def step_upload(export: Export) -> dict:
         raise
     record_timing(export, "upload", time.monotonic() - started)
     return {"video_key": n["video_key"], "video_path": "/" + n["video_key"], "output_bytes": size}
+
+
+# --- getthumbnail: one frame at a position of a recording ------------------------------------------
+
+def make_thumbnail(thumb) -> str:
+    """Fetch the segment that holds the position, decode the frame, store it in the image bed;
+    returns its ImagePath. `thumb` is a Thumbnail row."""
+    import tempfile
+
+    from imgbed.services import image_save_bytes, image_url
+
+    location = S3Location(bucket=thumb.source_bucket, region=thumb.source_region, prefix=thumb.source_prefix)
+    client = location.client()
+    recording, _manifests = fetch_recording(thumb.live_path, location, client)
+    position = clip_start_ms(thumb, recording)
+    selection = media.select_segments(recording, position, position + 1)
+    if not any(t.segments for t in selection.tracks):
+        raise ExportError(-1, f"not such dir: the recording has no media at {position:.0f} ms")
+    # the picture only: the first (video or muxed) track
+    video_only = media.Selection(start_ms=selection.start_ms, end_ms=selection.end_ms,
+                                 tracks=selection.tracks[:1], lack_ms=selection.lack_ms)
+    keys = video_only.keys()
+    scratch = Path(settings.EXPORT_WORK_DIR)
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix=f"thumb-{thumb.task_id}-") as tmp:
+        missing, _count, _size = download_keys(client=client, location=location, keys=keys,
+                                               path_for=lambda key: Path(tmp) / "files" / key)
+        if missing:
+            raise ExportError(-1, "not such dir: the segment at that position is not in the source storage")
+        jpeg = Path(tmp) / "frame.jpg"
+        _media_call(media.thumbnail_from_selection, selection=video_only,
+                    files={k: str(Path(tmp) / "files" / k) for k in keys}, out_path=str(jpeg),
+                    max_size=settings.THUMBNAIL_MAX_SIZE, quality=settings.THUMBNAIL_QUALITY)
+        path, name = thumb.image_location()
+        image_save_bytes(path=path, filename=name, data=jpeg.read_bytes(), uploader=f"getthumbnail:{thumb.task_id}")
+    return image_url(path=path, filename=name)

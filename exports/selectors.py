@@ -66,3 +66,12 @@ def export_response(export: Export) -> dict:
         Stage=export.stage,
     )
     return body
+
+
+def thumbnail_response(thumb) -> dict:
+    from exports.models import Thumbnail
+
+    if thumb.status == Thumbnail.Status.QUEUED:
+        return {"ErrorCode": 1, "ErrorMessage": "processing", "ImagePath": "", "TimeWait": settings.EXPORT_POLL_MS // 2}
+    return {"ErrorCode": thumb.error_code, "ErrorMessage": thumb.error_message, "ImagePath": thumb.image_path,
+            "TimeWait": 0}

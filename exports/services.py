@@ -347,3 +347,40 @@ def export_request_build(*, data: dict, session_userid: str) -> ExportRequest:
         dest_region=data.get("ExportS3Region") or settings.EXPORT_DEFAULT_REGION,
         dest_credentials=credentials,
     )
+
+
+# --- getthumbnail -------------------------------------------------------------------------------
+
+def thumbnail_request(*, data: dict, session_userid: str):
+    """The Thumbnail for this position, queued when new (or when its failure TTL has passed)."""
+    from exports.models import Thumbnail
+    from exports.tasks import getthumbnail
+    from resourced.s3 import S3Location
+
+    live_path = data["LivePath"]
+    parts = live_path_parts(live_path)
+    if data.get("storage_info"):
+        from resourced.storage_info import parse_storage_info
+
+        source = parse_storage_info(data["storage_info"], purpose=parts[0])
+    else:
+        source = S3Location(bucket=settings.SOURCE_DEFAULT_BUCKET, region=settings.SOURCE_DEFAULT_REGION,
+                            prefix=settings.SOURCE_DEFAULT_PREFIX)
+    start_time_ms = parse_start_time(data["StartTime"])
+    identity = [source.bucket, source.prefix, live_path, int(data["StartPos"]), start_time_ms]
+    key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+    thumb, created = Thumbnail.objects.get_or_create(
+        idempotency_key=key,
+        defaults=dict(userid=session_userid, live_path=live_path, peer_id=data.get("PeerId") or parts[1],
+                      start_pos=int(data["StartPos"]), start_time_ms=start_time_ms, source_bucket=source.bucket,
+                      source_region=source.region, source_prefix=source.prefix),
+    )
+    expired = (thumb.status == Thumbnail.Status.FAILED and thumb.finished_at is not None
+               and thumb.finished_at < timezone.now() - timedelta(seconds=settings.EXPORT_FAILURE_TTL))
+    if expired:
+        Thumbnail.objects.filter(pk=thumb.pk).update(status=Thumbnail.Status.QUEUED, error_code=1, error_message="",
+                                                     finished_at=None)
+        thumb.refresh_from_db()
+    if created or expired:
+        transaction.on_commit(lambda: getthumbnail.apply_async(args=[thumb.task_id]))
+    return thumb

@@ -157,3 +157,27 @@ def sweep_stale() -> int:
                 export_enqueue(export=export)
                 restarted += 1
     return restarted
+
+
+@shared_task(bind=True, name="exports.getthumbnail", **RETRY_POLICY)
+def getthumbnail(self, task_id: str):
+    from exports.models import Thumbnail
+
+    with bind_task_id(task_id):
+        thumb = Thumbnail.objects.filter(task_id=task_id, status=Thumbnail.Status.QUEUED).first()
+        if thumb is None:
+            return
+        fields = {"status": Thumbnail.Status.FAILED, "finished_at": timezone.now()}
+        try:
+            fields.update(image_path=pipeline.make_thumbnail(thumb), status=Thumbnail.Status.READY, error_code=0,
+                          error_message="Success")
+        except ExportError as exc:
+            fields.update(error_code=exc.code, error_message=exc.message)
+        except pipeline.TransientError as exc:
+            if self.request.retries < self.max_retries:
+                raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 30))
+            fields.update(error_code=exc.code, error_message=str(exc))
+        except Exception:
+            logger.exception("getthumbnail %s failed", task_id)
+            fields.update(error_code=-9, error_message=f"internal error (logged with TaskId {task_id})")
+        Thumbnail.objects.filter(pk=thumb.pk).update(**fields)
