@@ -15,9 +15,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from exports.credentials import S3Credentials, encrypt_credentials
-from exports.models import Export, Quota
+from exports.credentials import S3Credentials, encrypt_credentials, parse_export_s3_key
+from exports.models import Export, Quota, Thumbnail
 from resourced.errors import ServiceError
+from resourced.s3 import S3Location
+from resourced.storage_info import parse_storage_info
 
 logger = logging.getLogger(__name__)
 
@@ -306,23 +308,21 @@ def export_mark_ready(*, export: Export, **fields) -> None:
 
 # --- building a request from validated input ----------------------------------------------------
 
+def source_location_for(*, live_path: str, storage_info: str) -> S3Location:
+    """The source storage: the storage_info entry whose purpose is LivePath's first element, or
+    the service's default source."""
+    if storage_info:
+        return parse_storage_info(storage_info, purpose=live_path_parts(live_path)[0])
+    return S3Location(bucket=settings.SOURCE_DEFAULT_BUCKET, region=settings.SOURCE_DEFAULT_REGION,
+                      prefix=settings.SOURCE_DEFAULT_PREFIX)
+
+
 def export_request_build(*, data: dict, session_userid: str) -> ExportRequest:
     """An ExportRequest from the API's validated fields: names, storages and credentials resolved."""
-    from exports.credentials import parse_export_s3_key
-    from resourced.s3 import S3Location
-
     live_path = data["LivePath"]
     parts = live_path_parts(live_path)
     peer_id = data.get("PeerId") or parts[1]
-    if data.get("storage_info"):
-        from resourced.storage_info import parse_storage_info
-
-        source = parse_storage_info(data["storage_info"], purpose=parts[0])
-    else:
-        source = S3Location(
-            bucket=settings.SOURCE_DEFAULT_BUCKET, region=settings.SOURCE_DEFAULT_REGION,
-            prefix=settings.SOURCE_DEFAULT_PREFIX,
-        )
+    source = source_location_for(live_path=live_path, storage_info=data.get("storage_info") or "")
     file_name = data.get("FileName") or ""
     export_format = data.get("ExportFormat")
     if export_format is None:
@@ -353,19 +353,11 @@ def export_request_build(*, data: dict, session_userid: str) -> ExportRequest:
 
 def thumbnail_request(*, data: dict, session_userid: str):
     """The Thumbnail for this position, queued when new (or when its failure TTL has passed)."""
-    from exports.models import Thumbnail
     from exports.tasks import getthumbnail
-    from resourced.s3 import S3Location
 
     live_path = data["LivePath"]
     parts = live_path_parts(live_path)
-    if data.get("storage_info"):
-        from resourced.storage_info import parse_storage_info
-
-        source = parse_storage_info(data["storage_info"], purpose=parts[0])
-    else:
-        source = S3Location(bucket=settings.SOURCE_DEFAULT_BUCKET, region=settings.SOURCE_DEFAULT_REGION,
-                            prefix=settings.SOURCE_DEFAULT_PREFIX)
+    source = source_location_for(live_path=live_path, storage_info=data.get("storage_info") or "")
     start_time_ms = parse_start_time(data["StartTime"])
     identity = [source.bucket, source.prefix, live_path, int(data["StartPos"]), start_time_ms]
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
