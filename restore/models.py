@@ -115,6 +115,7 @@ class Callback(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     first_attempt_at = models.DateTimeField(null=True, blank=True)
+    attempt_started_at = models.DateTimeField(null=True, blank=True, help_text="when the latest attempt was claimed")
     deadline = models.DateTimeField(null=True, blank=True, help_text="no retry after this (CALLBACK_RETRY_HOURS)")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)

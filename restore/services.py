@@ -153,7 +153,7 @@ def restore_job_start(*, job_id: int) -> None:
     if job.status == RestoreJob.Status.QUEUED:
         now = timezone.now()
         RestoreJob.objects.filter(id=job.id, status=RestoreJob.Status.QUEUED).update(
-            status=RestoreJob.Status.RESTORING, started_at=now,
+            status=RestoreJob.Status.RESTORING, started_at=now, updated_at=now,
             restore_deadline=now + timedelta(hours=settings.RESTORE_TIMEOUT_HOURS),
         )
         job.refresh_from_db()
@@ -184,14 +184,14 @@ def _restore_pass(job: RestoreJob) -> None:
             _finish(file, RestoreFile.Code.RESTORE_TIMED_OUT, f"restore not complete after {hours} h")
     with transaction.atomic():
         advanced = RestoreJob.objects.filter(id=job.id, status=RestoreJob.Status.RESTORING, check_seq=seq).update(
-            check_seq=seq + 1, checks=F("checks") + 1
+            check_seq=seq + 1, checks=F("checks") + 1, updated_at=timezone.now()
         )
         if not advanced:
             return  # another task ran this pass; it schedules the next one
         if restore_job_unfinished_files(job=job).exists():
             transaction.on_commit(lambda: _enqueue_check(job.id, seq + 1))
         else:
-            RestoreJob.objects.filter(id=job.id).update(status=RestoreJob.Status.COPYING)
+            RestoreJob.objects.filter(id=job.id).update(status=RestoreJob.Status.COPYING, updated_at=timezone.now())
             transaction.on_commit(lambda: _enqueue_copy(job.id))
 
 
@@ -286,6 +286,7 @@ def restore_job_copy(*, job_id: int) -> None:
     job = RestoreJob.objects.filter(id=job_id).first()
     if job is None or job.status != RestoreJob.Status.COPYING:
         return
+    RestoreJob.objects.filter(id=job.id).update(updated_at=timezone.now())  # alive, for restore_sweep
     source, destination = _source(job), _destination(job)
     started = time.monotonic()
     retry_in = 0.0
@@ -394,8 +395,9 @@ def callback_deliver(*, callback_id: int, attempt: int) -> NextAttempt | None:
     """Make delivery attempt number `attempt`; what to do next, or None when nothing is left to do.
 
     A result (type 1) callback waits until the job's network test (type 0) is settled, so that a
-    client always sees type 0 first. A message for an attempt that was already made (a duplicate,
-    a redelivery) does nothing.
+    client always sees type 0 first: settling the test sends it. A message for an attempt that was
+    already claimed (a duplicate, a redelivery) does nothing; a chain lost in a crash is picked up
+    by restore_sweep.
     """
     callback = Callback.objects.select_related("job").filter(id=callback_id).first()
     if callback is None or callback.state != Callback.State.PENDING or callback.attempts != attempt - 1:
@@ -403,10 +405,10 @@ def callback_deliver(*, callback_id: int, attempt: int) -> NextAttempt | None:
     if callback.type == Callback.Type.RESULT:
         test = Callback.objects.filter(job=callback.job_id, type=Callback.Type.NETWORK_TEST).first()
         if test is not None and test.state == Callback.State.PENDING:
-            return NextAttempt(attempt, min(settings.CALLBACK_BACKOFF_BASE_SECONDS, 60.0))
+            return None  # sent when the test settles (_callback_settle), or by the sweeper
     now = timezone.now()
     claimed = Callback.objects.filter(id=callback.id, state=Callback.State.PENDING, attempts=attempt - 1).update(
-        attempts=attempt, first_attempt_at=callback.first_attempt_at or now,
+        attempts=attempt, attempt_started_at=now, first_attempt_at=callback.first_attempt_at or now,
         deadline=callback.deadline or now + timedelta(hours=settings.CALLBACK_RETRY_HOURS),
     )
     if not claimed:
@@ -463,6 +465,49 @@ def callback_redeliver(*, callback: Callback) -> None:
         )
         attempt = Callback.objects.get(id=callback.id).attempts + 1
         transaction.on_commit(lambda: _enqueue_delivery(callback.id, attempt))
+
+
+# --- Recovery --------------------------------------------------------------------------------
+
+SWEEP_GRACE = timedelta(minutes=5)
+
+
+def restore_sweep() -> dict:
+    """Pick up flows whose next message was lost (a crash between two steps, a broker outage at
+    commit time). Whatever it sends may duplicate a live message: every step tolerates that.
+
+    Runs every RESTORE_SWEEP_SECONDS (a django-celery-beat periodic task, restore/migrations/0003).
+    """
+    now = timezone.now()
+    counts = {"start": 0, "check": 0, "copy": 0, "deliver": 0}
+    for job in RestoreJob.objects.filter(status=RestoreJob.Status.QUEUED, created_at__lt=now - SWEEP_GRACE):
+        _enqueue_start(job.id)
+        counts["start"] += 1
+    poll = timedelta(seconds=min(settings.RESTORE_POLL_SECONDS, _max_countdown()))
+    for job in RestoreJob.objects.filter(status=RestoreJob.Status.RESTORING, updated_at__lt=now - poll - SWEEP_GRACE):
+        _enqueue_check(job.id, job.check_seq)
+        counts["check"] += 1
+    copy_stale = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT) + SWEEP_GRACE  # a copy task may run that long
+    for job in RestoreJob.objects.filter(status=RestoreJob.Status.COPYING, updated_at__lt=now - copy_stale):
+        _enqueue_copy(job.id)
+        counts["copy"] += 1
+    lease = timedelta(seconds=settings.CALLBACK_TIMEOUT) + SWEEP_GRACE
+    pending = Callback.objects.filter(state=Callback.State.PENDING, created_at__lt=now - SWEEP_GRACE)
+    for callback in pending.select_related("job"):
+        if callback.attempts == 0:
+            if callback.type == Callback.Type.RESULT and callback.job.callbacks.filter(
+                type=Callback.Type.NETWORK_TEST, state=Callback.State.PENDING
+            ).exists():
+                continue  # waits for the network test, whose own chain is looked at here too
+        else:
+            overdue = callback.next_attempt_at is None or callback.next_attempt_at < now - SWEEP_GRACE
+            if not overdue or (callback.attempt_started_at and callback.attempt_started_at > now - lease):
+                continue
+        _enqueue_delivery(callback.id, callback.attempts + 1)
+        counts["deliver"] += 1
+    if any(counts.values()):
+        logger.warning("restore sweep picked up lost flows: %s", counts)
+    return counts
 
 
 # --- The reference receiver -------------------------------------------------------------------

@@ -29,6 +29,12 @@ def restore_copy(self, job_id: int) -> None:
     services.restore_job_copy(job_id=job_id)
 
 
+@shared_task(bind=True, name="restore.sweep")
+def restore_sweep(self) -> dict:
+    """Periodic (django-celery-beat): pick up restore flows and callbacks whose next message was lost."""
+    return services.restore_sweep()
+
+
 @shared_task(bind=True, name="restore.callbacks.deliver", max_retries=None)
 def deliver_callback(self, callback_id: int, attempt: int = 1) -> None:
     """One delivery attempt; the next one (backoff, bounded by CALLBACK_RETRY_HOURS) as a retry."""

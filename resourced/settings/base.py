@@ -290,6 +290,8 @@ CALLBACK_SIGNATURE_TOLERANCE_SECONDS = env.int("CALLBACK_SIGNATURE_TOLERANCE_SEC
 CALLBACK_RESPONSE_EXCERPT_CHARS = env.int("CALLBACK_RESPONSE_EXCERPT_CHARS", default=1000)
 # CA bundle for https callback URLs (a private CA); empty: certifi's public bundle.
 CALLBACK_CA_BUNDLE = env.str("CALLBACK_CA_BUNDLE", default="")
+# restore.sweep (a django-celery-beat periodic task) picks up flows whose next message was lost.
+RESTORE_SWEEP_SECONDS = env.int("RESTORE_SWEEP_SECONDS", default=60)
 
 # --- Operators (added by staff/metrics) ----------------------------------------------------------
 

@@ -77,3 +77,47 @@ def test_callback_backoff_is_exponential_and_capped(settings):
     settings.CALLBACK_BACKOFF_BASE_SECONDS = 30
     settings.CALLBACK_BACKOFF_MAX_SECONDS = 3600
     assert [services.backoff_seconds(n) for n in (1, 2, 3, 4, 8, 20)] == [30, 60, 120, 240, 3600, 3600]
+
+
+def test_the_sweeper_picks_up_flows_whose_next_message_was_lost(settings, enqueued):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    long_ago = timezone.now() - timedelta(hours=3)
+    recently = timezone.now() - timedelta(seconds=5)
+
+    def job(task_id, status, updated_at, **fields):
+        made, _ = services.restore_job_create(userid="u", task_id=task_id, files=["a.ts"], file_dir="out",
+                                              callback_url="https://client.example/cb", days=1, tier="Bulk")
+        RestoreJob.objects.filter(id=made.id).update(status=status, created_at=long_ago, updated_at=updated_at, **fields)
+        return made
+
+    lost_start = job("lost-start", "queued", long_ago)
+    lost_check = job("lost-check", "restoring", long_ago, check_seq=4)
+    lost_copy = job("lost-copy", "copying", long_ago)
+    job("alive-check", "restoring", recently)
+    done = job("done", "done", long_ago)
+
+    def callback(owner, type, **fields):
+        made = Callback.objects.create(job=owner, type=type, url=owner.callback_url, body="{}")
+        Callback.objects.filter(id=made.id).update(created_at=long_ago, **fields)
+        return made
+
+    never_sent = callback(done, 0)  # its first message never reached the broker
+    crashed = callback(lost_copy, 0, attempts=2, attempt_started_at=long_ago, next_attempt_at=long_ago)
+    retrying = callback(lost_check, 0, attempts=2, attempt_started_at=long_ago,
+                        next_attempt_at=timezone.now() + timedelta(minutes=10))
+    waiting = callback(lost_check, 1)  # waits for `retrying`, the network test
+    delivered = callback(lost_start, 0, attempts=1, state="delivered", attempt_started_at=long_ago)
+
+    counts = services.restore_sweep()
+    assert counts == {"start": 1, "check": 1, "copy": 1, "deliver": 2}
+    assert sorted(enqueued, key=str) == sorted([
+        ("restore.start", [lost_start.id], None),
+        ("restore.check", [lost_check.id, 4], 1),
+        ("restore.copy", [lost_copy.id], None),
+        ("restore.callbacks.deliver", [never_sent.id, 1], None),
+        ("restore.callbacks.deliver", [crashed.id, 3], None),
+    ], key=str)
+    assert retrying and waiting and delivered
