@@ -94,9 +94,6 @@ def restore_job_create(
     Returns (job, created). Input is validated by the API; storage_info is parsed here
     (InvalidInput naming what is wrong). Nothing is stored or queued when it raises.
     """
-    existing = RestoreJob.objects.filter(userid=userid, task_id=task_id).first()
-    if existing is not None:
-        return existing, False
     if storage_info:
         entries = storage_entries(storage_info)
         source = select_storage(entries, purpose=STORAGE_PURPOSE, fallback=True)
@@ -105,6 +102,9 @@ def restore_job_create(
         destination = select_storage(entries, purpose=DESTINATION_PURPOSE) or source
     else:
         source = destination = S3Location(bucket=settings.RESTORE_DEFAULT_BUCKET, region=settings.AWS_REGION)
+    existing = RestoreJob.objects.filter(userid=userid, task_id=task_id).first()
+    if existing is not None:
+        return existing, False
     try:
         with transaction.atomic():
             job = RestoreJob.objects.create(
@@ -271,7 +271,8 @@ def _poll(file: RestoreFile, *, source: S3Location, client) -> None:
         return file.save()
     restore_header = head.get("Restore") or ""
     storage_class = head.get("StorageClass") or "STANDARD"
-    if 'ongoing-request="false"' in restore_header or storage_class not in ARCHIVE_CLASSES and not head.get("ArchiveStatus"):
+    still_archived = storage_class in ARCHIVE_CLASSES or head.get("ArchiveStatus") in ARCHIVE_TIERS
+    if 'ongoing-request="false"' in restore_header or not still_archived:
         file.status = RestoreFile.Status.READY
         file.restored_at = timezone.now()
         file.error = ""
