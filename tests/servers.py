@@ -35,17 +35,19 @@ def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | 
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
-    if process.poll() is not None:
-        return
+    """SIGTERM to the leader (gunicorn and Celery stop their own children), then SIGKILL to
+    whatever is left of its process group."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 class S3Server:
@@ -111,7 +113,7 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        stop_process(self.process, timeout=20)
+        stop_process(self.process, timeout=10)
         self.log.close()
 
 
