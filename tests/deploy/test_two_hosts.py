@@ -5,6 +5,7 @@ A host that disappears mid-export (SIGKILL, no warm shutdown) leaves the export 
 stale-export sweep starts it again from download, and it completes once, on the other host.
 """
 
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ from exports.tasks import sweep_stale
 from resourced.celery import QUEUE_MEDIA_IO, app
 from tests.deploy.conftest import set_consuming
 from tests.exports.conftest import ORIGIN_MS, export_body, poll
+from tests.servers import ROOT
 
 URL = "/resource/v1/i/export-to-s3dir"
 STAGES = {"download", "cut", "encode", "thumbnail", "upload"}
@@ -78,14 +80,23 @@ def test_each_worker_declares_both_host_queues_of_its_host(settings):
     assert host_queues_declared("media.cpu") == expected
 
 
-@needs_split_workers
 def test_each_worker_consumes_its_own_host_queue(two_hosts):
-    """worker-io takes media.io@<host>, worker-cpu media.cpu@<host>: together, the whole chain."""
+    """worker-io takes media.io@<host>, worker-cpu media.cpu@<host>: together, the whole chain. The
+    healthcheck of each kind pings the worker of its own host."""
     for host in two_hosts.values():
         replies = app.control.inspect(destination=host.nodenames, timeout=5.0).active_queues() or {}
         queues = {node: {q["name"] for q in replies.get(node, [])} for node in host.nodenames}
         assert queues[host.nodename("io")] == {"default", "media.io", "restore", "callbacks", f"media.io@{host.name}"}
         assert queues[host.nodename("cpu")] == {"media.cpu", f"media.cpu@{host.name}"}
+    host = next(iter(two_hosts.values()))
+    for kind in ("worker-io", "worker-cpu"):
+        assert healthcheck(kind, host.env).returncode == 0
+    assert healthcheck("worker-cpu", dict(host.env, RESOURCED_WORKER_HOSTNAME="no-such-host")).returncode != 0
+
+
+def healthcheck(kind: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / "deploy" / "healthcheck"), kind], cwd="/", env=env, capture_output=True,
+                          text=True, timeout=60)
 
 
 @needs_split_workers
