@@ -1,0 +1,1 @@
+"""Benchmarks of resourced (`make bench`): see bench/README.md and docs/benchmarks.md."""
