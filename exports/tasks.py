@@ -53,7 +53,7 @@ def _count_attempt(task, export: Export, stage: str) -> bool:
         return True
     attempts = dict(export.attempts or {})
     attempts[stage] = attempts.get(stage, 0) + 1
-    updates = {"attempts": attempts, "heartbeat_at": timezone.now()}
+    updates = {"attempts": attempts, "stage": stage, "heartbeat_at": timezone.now()}
     if export.status == Export.Status.QUEUED:
         updates.update(status=Export.Status.RUNNING, started_at=timezone.now())
     Export.objects.filter(pk=export.pk).update(**updates)
