@@ -7,6 +7,7 @@ output already exists skips its work. The media work itself is exports.media (pu
 
 import contextvars
 import json
+import tempfile
 import logging
 import os
 import threading
@@ -25,6 +26,8 @@ from exports import media
 from exports.credentials import decrypt_credentials
 from exports.models import Export
 from exports.services import ExportError, image_location, live_path_parts, output_file_name, work_dir
+from imgbed.errors import ImageStorageError
+from imgbed.services import image_save_bytes, image_url
 from resourced.s3 import S3Location, error_code, is_not_found
 
 logger = logging.getLogger(__name__)
@@ -334,8 +337,6 @@ def step_encode(export: Export) -> None:
 
 
 def step_thumbnail(export: Export) -> None:
-    from imgbed.services import image_save_bytes, image_url
-
     started = time.monotonic()
     set_progress(export, "thumbnail")
     n = names(export)
@@ -344,8 +345,11 @@ def step_thumbnail(export: Export) -> None:
         jpeg.parent.mkdir(parents=True, exist_ok=True)
         _media_call(media.thumbnail, src_path=str(output_path(export)), out_path=str(jpeg),
                     max_size=settings.THUMBNAIL_MAX_SIZE, quality=settings.THUMBNAIL_QUALITY)
-    image_save_bytes(path=n["image_dir"], filename=n["image_name"], data=jpeg.read_bytes(),
-                     uploader=f"export:{export.task_id}")
+    try:
+        image_save_bytes(path=n["image_dir"], filename=n["image_name"], data=jpeg.read_bytes(),
+                         uploader=f"export:{export.task_id}")
+    except ImageStorageError as exc:
+        raise TransientError(-9, f"image bed unavailable: {exc.message}") from exc
     Export.objects.filter(pk=export.pk).update(image_path=image_url(path=n["image_dir"], filename=n["image_name"]))
     set_progress(export, "thumbnail", 1.0)
     record_timing(export, "thumbnail", time.monotonic() - started)
@@ -394,10 +398,6 @@ def step_upload(export: Export) -> dict:
 def make_thumbnail(thumb) -> str:
     """Fetch the segment that holds the position, decode the frame, store it in the image bed;
     returns its ImagePath. `thumb` is a Thumbnail row."""
-    import tempfile
-
-    from imgbed.services import image_save_bytes, image_url
-
     location = S3Location(bucket=thumb.source_bucket, region=thumb.source_region, prefix=thumb.source_prefix)
     client = location.client()
     recording, _manifests = fetch_recording(thumb.live_path, location, client)

@@ -21,7 +21,7 @@ internal   5                 5                5xx
 
 from rest_framework import status as http
 
-from resourced.errors import ErrorFamily, ServiceError
+from resourced.errors import ErrorFamily, InvalidInput, NotFound, ServiceError
 
 _CODES = {"invalid": 2, "conflict": 2, "auth": 3, "not_found": 4, "quota": 6, "internal": 5}
 
@@ -41,20 +41,16 @@ class ImageError(ServiceError):
     """Base of every image bed error."""
 
 
-class ImageRejected(ImageError):
+class ImageRejected(ImageError, InvalidInput):
     """The image (its name, its size or its content) is refused; nothing was written."""
-
-    kind = "invalid"
-    status = http.HTTP_400_BAD_REQUEST
 
 
 class ImagePathInvalid(ImageRejected):
     """A path or file name is not safe (``..``, backslash, control character, too long, …)."""
 
 
-class ImageNotFound(ImageError):
-    kind = "not_found"
-    status = http.HTTP_404_NOT_FOUND
+class ImageNotFound(ImageError, NotFound):
+    pass
 
 
 class ImageStorageError(ImageError):
