@@ -308,9 +308,10 @@ def step_cut(export: Export) -> None:
     if not target.exists():
         selection = load_selection(export)
         target.parent.mkdir(parents=True, exist_ok=True)
-        container = export.export_format if export.export_type == Export.ExportType.COPY else "ts"
+        copy = export.export_type == Export.ExportType.COPY
         info = _media_call(media.cut_clip, selection=selection, files=downloaded_files(export, selection),
-                           out_path=str(target), container=container)
+                           out_path=str(target), container=export.export_format if copy else "ts",
+                           accurate=copy and settings.EXPORT_SMART_CUT)
         Export.objects.filter(pk=export.pk).update(lead_ms=info.lead_ms, output_duration_ms=info.duration_ms)
     set_progress(export, "cut", 1.0)
     record_timing(export, "cut", time.monotonic() - started)

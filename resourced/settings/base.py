@@ -182,6 +182,9 @@ MEDIA_H265_PRESET = env.str("MEDIA_H265_PRESET", default="fast")
 MEDIA_CRF = env.int("MEDIA_CRF", default=23)
 MEDIA_THREADS = env.int("MEDIA_THREADS", default=0)
 MEDIA_HWACCEL = env.bool("MEDIA_HWACCEL", default=False)
+# export_type 0 into MPEG-TS: re-encode only the frames from the start to the next keyframe, so
+# the clip starts on the exact frame ("smart cut"); off: start on the keyframe at or before it.
+EXPORT_SMART_CUT = env.bool("EXPORT_SMART_CUT", default=False)
 THUMBNAIL_MAX_SIZE = env.int("THUMBNAIL_MAX_SIZE", default=1280)
 THUMBNAIL_QUALITY = env.int("THUMBNAIL_QUALITY", default=85)
 

@@ -180,3 +180,26 @@ def test_cancel_a_queued_export(api, session_id, uploaded_recordings):
     cancelled = api.delete(f"{URL}/{task_id}", HTTP_X_SESSION_ID=session_id).json()
     assert cancelled["ErrorCode"] == -8 and cancelled["Stage"] == "cancelled"
     assert api.post(URL, body, format="json").json()["TaskId"] == task_id  # answered for the failure TTL
+
+
+def test_smart_cut_starts_a_copy_export_on_the_exact_frame(api, s3, session_id, log_dir, uploaded_recordings,
+                                                            tmp_path, celery_worker):
+    from resourced.celery import app
+    from tests.conftest import worker_env
+    from tests.servers import Worker
+
+    live_path = uploaded_recordings("dash-timeline", "dash", duration_s=20, template="timeline")
+    # a second worker with smart cut on; the shared one stops consuming media.io meanwhile
+    app.control.cancel_consumer("media.io", destination=[celery_worker.nodename], reply=True, timeout=5)
+    smart = Worker(worker_env(EXPORT_SMART_CUT="true"), log_dir, hostname="smarthost")
+    try:
+        smart.wait_ready(app)
+        body = export_body(live_path, session_id, StartPos=ORIGIN_MS + 6500, Duration=3000)
+        answer = poll(api, submit(api, body)["TaskId"], session_id)
+    finally:
+        smart.stop()
+        app.control.add_consumer("media.io", destination=[celery_worker.nodename], reply=True, timeout=5)
+    assert answer["ErrorCode"] == 5, answer
+    clip = fetch_clip(s3, answer, tmp_path)
+    assert mediagen.first_stamp(clip) in ((6, 12), (6, 13))
+    assert 2.9 <= duration_s(clip) <= 3.1
