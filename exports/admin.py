@@ -119,7 +119,7 @@ class ExportAdmin(admin.ModelAdmin):
         ("Timing", {"fields": ("timing_table", "total_time", "created_at", "started_at", "finished_at", "updated_at",
                                "heartbeat_at", "host", "attempts", "restarts", "timings", "step_hosts")}),
     )
-    readonly_fields = [f.name for f in Export._meta.fields if f.name not in SECRET_FIELDS] + [
+    readonly_fields = [f.name for f in Export._meta.fields if f.name not in (*SECRET_FIELDS, "id")] + [
         "preview", "download_link", "timing_table", "total_time", "own_credentials",
     ]
     actions = ["retry_exports", "cancel_exports"]
@@ -193,6 +193,12 @@ class ExportAdmin(admin.ModelAdmin):
         if obj.dest_credentials:
             return "the client's own (stored encrypted until the export ends)"
         return "the service's own" if obj.is_active else "the service's own, or the client's (erased)"
+
+    def get_fieldsets(self, request, obj=None):
+        # a field added to Export later shows up too (never a secret one)
+        listed = {name for _title, options in self.fieldsets for name in options["fields"]}
+        rest = tuple(name for name in self.readonly_fields if name not in listed)
+        return self.fieldsets + ((("More", {"fields": rest}),) if rest else ())
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -228,3 +228,11 @@ def test_celery_results_and_periodic_tasks_show_in_the_admin(staff_client):
     assert "/admin/django_celery_beat/periodictask/" in index
     assert "celery-task-1" in staff_client.get("/admin/django_celery_results/taskresult/").content.decode()
     assert "sweep stale exports" in staff_client.get("/admin/django_celery_beat/periodictask/").content.decode()
+
+
+def test_the_change_page_shows_every_field_but_the_credentials(staff_client):
+    ready = make_ready()
+    form = staff_client.get(change_url(ready)).context["adminform"]
+    shown = {name for fieldset in form for line in fieldset for field in line for name in [field.field["name"]]}
+    expected = {f.name for f in Export._meta.fields} - {"id", "dest_credentials"}
+    assert expected <= shown and "dest_credentials" not in shown
