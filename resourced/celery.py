@@ -77,9 +77,15 @@ app.autodiscover_tasks()
 
 @celeryd_after_setup.connect
 def _consume_host_queues(sender, instance, **kwargs):
-    """Add this host's own media queues to the worker, whatever its -Q list says."""
+    """Add this host's own media queues to the worker, whatever its -Q list says: consume the host
+    queue of each media queue it consumes, declare the other."""
     host = settings.WORKER_HOSTNAME
     consumed = set(instance.app.amqp.queues.consume_from or instance.app.amqp.queues)
     for queue in MEDIA_QUEUES:
         if queue in consumed:
             instance.app.amqp.queues.select_add(host_queue(queue, host))
+        else:
+            # declared (on the default exchange) without consuming it: the other worker of this host
+            # consumes it, and an auto-created queue would get an exchange named after it, which the
+            # embedded filesystem broker refuses ('@')
+            instance.app.amqp.queues.add(host_queue(queue, host))
