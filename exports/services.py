@@ -262,7 +262,7 @@ def export_retry(*, export: Export) -> Export:
         Export.objects.filter(pk=export.pk).update(
             status=Export.Status.QUEUED, stage=Export.Stage.QUEUED, progress=0, error_code=1, error_message="",
             attempts={}, host="", heartbeat_at=None, finished_at=None, started_at=None, timings={}, step_hosts={},
-            image_path="", video_path="", restarts=export.restarts + 1,
+            image_path="", video_path="", restarts=export.restarts + 1, updated_at=timezone.now(),
         )
         export.refresh_from_db()
         transaction.on_commit(lambda: export_enqueue(export=export))

@@ -136,7 +136,8 @@ def upload(self, task_id: str, generation: int = 0):
 
 @shared_task(name="exports.sweep_stale")
 def sweep_stale() -> int:
-    """Restart exports whose worker stopped beating (a vanished host) from download."""
+    """Restart exports whose worker stopped beating (a vanished host) from download, and resend
+    exports queued for too long."""
     cutoff = timezone.now() - timezone.timedelta(seconds=settings.EXPORT_STALE_SECONDS)
     restarted = 0
     stale = Export.objects.filter(status=Export.Status.RUNNING).filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at=None))
@@ -150,13 +151,34 @@ def sweep_stale() -> int:
                                             restarts=export.restarts).update(
                 status=Export.Status.QUEUED, stage=Export.Stage.QUEUED, progress=0, host="", attempts={},
                 timings={}, step_hosts={}, restarts=export.restarts + 1, heartbeat_at=timezone.now(),
+                updated_at=timezone.now(),
             )
             if claimed:
                 logger.warning("export %s stale on host %s; restarted from download", export.task_id, export.host)
                 export.refresh_from_db()
                 export_enqueue(export=export)
                 restarted += 1
-    return restarted
+    return restarted + _resend_long_queued()
+
+
+def _resend_long_queued() -> int:
+    """Publish again the download of exports queued for longer than EXPORT_QUEUED_RESEND_SECONDS
+    (a message lost with a broker): the generation goes up, so the old message, if it is only
+    waiting behind a backlog, is dropped when it arrives."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=settings.EXPORT_QUEUED_RESEND_SECONDS)
+    resent = 0
+    for export in Export.objects.filter(status=Export.Status.QUEUED, updated_at__lt=cutoff):
+        with bind_task_id(export.task_id):
+            claimed = Export.objects.filter(pk=export.pk, status=Export.Status.QUEUED,
+                                            restarts=export.restarts).update(
+                restarts=export.restarts + 1, updated_at=timezone.now())
+            if claimed:
+                logger.warning("export %s queued since %s; its download is published again",
+                               export.task_id, export.updated_at)
+                export.refresh_from_db()
+                export_enqueue(export=export)
+                resent += 1
+    return resent
 
 
 @shared_task(bind=True, name="exports.getthumbnail", **RETRY_POLICY)

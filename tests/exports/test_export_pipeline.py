@@ -203,3 +203,24 @@ def test_smart_cut_starts_a_copy_export_on_the_exact_frame(api, s3, session_id, 
     clip = fetch_clip(s3, answer, tmp_path)
     assert mediagen.first_stamp(clip) in ((6, 12), (6, 13))
     assert 2.9 <= duration_s(clip) <= 3.1
+
+
+def test_an_export_whose_message_was_lost_is_sent_again_by_the_sweep(api, s3, session_id, celery_worker,
+                                                                     uploaded_recordings, monkeypatch, settings):
+    from django.utils import timezone
+
+    from exports.tasks import sweep_stale
+
+    live_path = uploaded_recordings("dash-timeline", "dash", duration_s=20, template="timeline")
+    lost = []
+    monkeypatch.setattr("exports.services.export_enqueue", lambda *, export: lost.append(export.task_id))
+    task_id = submit(api, export_body(live_path, session_id, StartPos=ORIGIN_MS + 3000, Duration=2000))["TaskId"]
+    monkeypatch.undo()
+    assert lost == [task_id]  # the message never reached the broker
+    settings.EXPORT_QUEUED_RESEND_SECONDS = 30
+    assert sweep_stale() == 0  # not yet: queued for less than the threshold
+    Export.objects.filter(task_id=task_id).update(updated_at=timezone.now() - timezone.timedelta(seconds=31))
+    assert sweep_stale() == 1
+    answer = poll(api, task_id, session_id)
+    assert answer["ErrorCode"] == 5, answer
+    assert Export.objects.get(task_id=task_id).restarts == 1
