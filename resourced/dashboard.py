@@ -142,12 +142,17 @@ def restores_waiting() -> dict | None:
     except DatabaseError:  # not migrated yet
         logger.warning("dashboard: restore jobs could not be read", exc_info=True)
         return None
+    waiting = ",".join(s["status"] for s in statuses)
     try:
-        url = _changelist("restore.restorejob")
+        url = _changelist("restore.restorejob", **({"status__in": waiting} if waiting else {}))
     except NoReverseMatch:  # the restore admin is not registered
         url = ""
+    try:
+        callbacks_url = _changelist("restore.callback", state__exact="pending") if pending_callbacks else ""
+    except NoReverseMatch:
+        callbacks_url = ""
     return {"total": sum(s["n"] for s in statuses), "statuses": statuses, "pending_callbacks": pending_callbacks,
-            "url": url}
+            "url": url, "callbacks_url": callbacks_url}
 
 
 def dashboard_context(request) -> dict:

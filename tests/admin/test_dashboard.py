@@ -63,6 +63,9 @@ def test_dashboard_counts_the_pipeline_failures_minutes_and_restores(staff_clien
     restores = dash["restores"]
     assert restores["total"] == 3
     assert {s["status"]: s["n"] for s in restores["statuses"]} == {"queued": 1, "restoring": 1, "copying": 1}
+    waiting = staff_client.get(restores["url"])
+    assert waiting.status_code == 200
+    assert sorted(job.status for job in waiting.context["cl"].result_list) == ["copying", "queued", "restoring"]
 
     html = unescape(response.content.decode())
     assert 'id="resourced-dashboard"' in html
