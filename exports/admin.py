@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from exports.models import Export, Quota
+from exports.models import Export, Quota, Thumbnail
 from exports.services import export_cancel, export_retry
 from resourced.errors import ServiceError
 
@@ -287,3 +287,23 @@ class QuotaAdmin(admin.ModelAdmin):
     list_display = ("scope", "subject", "max_active_exports", "max_clip_ms", "max_minutes_per_day", "note")
     list_filter = ("scope",)
     search_fields = ("subject", "note")
+
+
+@admin.register(Thumbnail)
+class ThumbnailAdmin(admin.ModelAdmin):
+    list_display = ("task_id", "status", "error_code", "live_path", "start_pos", "preview", "created_at")
+    list_filter = ("status", "error_code", "created_at")
+    search_fields = ("task_id", "live_path", "peer_id")
+    readonly_fields = [f.name for f in Thumbnail._meta.fields] + ["preview"]
+
+    @admin.display(description="frame")
+    def preview(self, obj):
+        if not obj.image_path:
+            return "—"
+        return format_html('<img src="{}" style="max-height:60px">', obj.image_path)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -18,6 +18,7 @@ from django.utils import timezone
 from exports.credentials import S3Credentials, encrypt_credentials, parse_export_s3_key
 from exports.models import Export, Quota, Thumbnail
 from resourced.errors import ServiceError
+from resourced.logging import bind_task_id
 from resourced.s3 import S3Location
 from resourced.storage_info import parse_storage_info
 
@@ -220,8 +221,9 @@ def export_submit(*, request: ExportRequest) -> tuple[Export, bool]:
         if existing is None:
             raise
         return existing, False
-    logger.info("export %s queued: %s [%s ms + %s ms] type %s", export.task_id, export.live_path,
-                export.start_time_ms, export.duration_ms, export.export_type)
+    with bind_task_id(export.task_id):
+        logger.info("export %s queued: %s [%s ms + %s ms] type %s", export.task_id, export.live_path,
+                    export.start_time_ms, export.duration_ms, export.export_type)
     return export, True
 
 

@@ -25,7 +25,25 @@ def current_task_id() -> str:
 
 
 class TaskIdFilter(logging.Filter):
+    """Adds `task_id`: the bound id, or inside a Celery task of an export or restore, its first
+    argument (the export's TaskId, the job's task_id)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "task_id"):
             record.task_id = _task_id.get()
+            if record.task_id == "-":
+                record.task_id = _celery_task_subject()
         return True
+
+
+def _celery_task_subject() -> str:
+    from celery import current_task
+
+    if not current_task:  # a proxy: false outside a task
+        return "-"
+    task = current_task._get_current_object()
+    if not task.request or not task.request.args:
+        return "-"
+    if (task.name or "").startswith(("exports.", "restore.")):
+        return str(task.request.args[0])
+    return "-"

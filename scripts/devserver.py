@@ -6,6 +6,7 @@ SIGTERM stops every process it started (each runs in its own process group).
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,6 +90,8 @@ def main() -> int:
             wait_for_port(host, int(port), 30, "the local S3 endpoint")
         subprocess.run(manage + ["ensurebuckets"], cwd=ROOT, env=env, check=True)
         host, port = WEB_ADDR.split(":")
+        # request metrics of the previous run's gunicorn processes (prometheus_client multiprocess files)
+        shutil.rmtree(env.get("PROMETHEUS_MULTIPROC_DIR", ROOT / "var" / "prometheus"), ignore_errors=True)
         start(
             "web",
             [str(BIN / "gunicorn"), "resourced.wsgi", "-b", WEB_ADDR, "-w", env.get("WEB_CONCURRENCY", "2"),
@@ -99,10 +102,9 @@ def main() -> int:
                          "-Q", "default,media.io,media.cpu,restore,callbacks", "-E"], env)
         start("beat", [str(BIN / "celery"), "-A", "resourced", "beat", "-l", "INFO",
                        "-s", str(ROOT / "var" / "celerybeat-schedule")], env)
-        flower = [str(BIN / "celery"), "-A", "resourced", "flower", "--address=127.0.0.1", f"--port={FLOWER_PORT}"]
-        if env.get("FLOWER_BASIC_AUTH"):
-            flower.append(f"--basic-auth={env['FLOWER_BASIC_AUTH']}")
-        start("flower", flower, env)
+        # Flower reads FLOWER_BASIC_AUTH from its environment: the password stays out of `ps`
+        start("flower", [str(BIN / "celery"), "-A", "resourced", "flower", "--address=127.0.0.1",
+                         f"--port={FLOWER_PORT}"], env)
         wait_for_port(host, int(port), 60, "gunicorn")
         base = f"http://{WEB_ADDR}"
         s3 = env["RESOURCED_S3_ENDPOINT_URL"] or "AWS S3"

@@ -3,6 +3,7 @@
 # harness starts its own servers on loopback. On Debian as root they are installed with apt-get;
 # elsewhere this says what to install, and the tests that need them are skipped with that reason.
 set -euo pipefail
+bash "$(dirname "$0")/install-browser.sh"
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 { command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; } || need+=(postgresql)
