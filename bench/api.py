@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from bench.common import BENCH_VAR, log, loadavg
@@ -82,12 +83,128 @@ def run(stack: BenchStack, ready: list[dict], *, seconds: float = 8, warmup: flo
             f"errors {sum(r['errors'].values())}")
     created = stack.sql("SELECT count(*) FROM exports_export")[0][0] - before
     results["submit"]["rows_created"] = created
+    # the same endpoints at the pace clients really poll: TimeWait is at least 500 ms for a running
+    # export, so 32 clients polling as told send at most 64 requests/s; a submit is answered with
+    # TimeWait >= 2000 ms (queued), so 32 clients submitting back to back send at most 16/s
+    results["paced"] = {}
+    for name, options in cases:
+        options = {k: v for k, v in options.items()}
+        if name == "submit":
+            options["lines"] = [(p, b.replace("bench-submit-@N@", "bench-paced-@N@")) for p, b in options["lines"]]
+            options["period_s"] = 2.0
+            options["seconds"] = 10
+        r = paced(url, **options)
+        results["paced"][name] = r
+        log(f"api paced {name} ({r['rate_rps']:.0f} req/s from {r['clients']} clients): p50 {r['p50_ms']:.1f} ms, "
+            f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']}")
     results["loadavg_after"] = loadavg()
     for name in ("poll", "repost", "submit"):
         base = results["constant_get" if name == "poll" else "constant_post"]
         results[name]["p99_over_constant"] = results[name]["p99_ms"] / base["p99_ms"] if base["p99_ms"] else None
         results[name]["rps_over_constant"] = results[name]["rps"] / base["rps"] if base["rps"] else None
     return results
+
+
+def paced(url: str, *, method: str, lines: list[tuple[str, str]], header: str | None = None, unique: bool = False,
+          clients: int = CLIENTS, period_s: float = 0.5, seconds: float = 8) -> dict:
+    """32 clients that each send one request every `period_s` (open loop, keep-alive, http.client):
+    the latency of a request counts from the moment it was due, so a slow answer that delays the
+    next request of the same client is charged to it (no coordinated omission)."""
+    import http.client
+    import threading
+    import time
+    from urllib.parse import urlparse
+
+    target = urlparse(url)
+    latencies: list[float] = []
+    failures = {"count": 0}
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.5
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+        headers = {"Content-Type": "application/json"}
+        if header:
+            name, value = header.split(":", 1)
+            headers[name] = value.strip()
+        k = 0
+        while True:
+            due = start + period_s * (k + i / clients)
+            if due > start + seconds:
+                break
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            path, body = lines[(i + k) % len(lines)]
+            if unique:
+                body = body.replace("@N@", f"paced-{i}-{k}")
+            try:
+                conn.request(method, path, body=body.encode() if body else None, headers=headers)
+                answer = conn.getresponse()
+                answer.read()
+                ok = answer.status == 200
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+                ok = False
+            with lock:
+                latencies.append(time.perf_counter() - due)
+                if not ok:
+                    failures["count"] += 1
+            k += 1
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+
+    def pct(p):
+        return 1000 * latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] if latencies else None
+
+    return {"clients": clients, "period_s": period_s, "rate_rps": clients / period_s, "requests": len(latencies),
+            "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "max_ms": 1000 * latencies[-1] if latencies else None,
+            "errors": failures["count"]}
+
+
+def profile(stack: BenchStack, ready: list[dict], out_dir: Path, *, seconds: float = 8) -> dict:
+    """py-spy on the gunicorn workers during a closed-loop run of poll and submit (after the
+    measurements, so that sampling does not disturb them); summaries written under out_dir."""
+    import os
+    import sys
+    import threading
+
+    from bench import spysummary
+
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists() or os.geteuid() != 0:
+        return {"skipped": "py-spy needs root (ptrace) and `pip install py-spy`"}
+    export_path = "/resource/v1/i/export-to-s3dir"
+    template = json.dumps(dict(ready[0]["body"], FileName="bench-spy-@N@", userid="bench-spy"))
+    cases = {
+        "poll": dict(method="GET", lines=[(f"{export_path}/{r['task_id']}", "") for r in ready],
+                     header=f"X-Session-Id: {stack.session_id}"),
+        "submit": dict(method="POST", lines=[(export_path, template)], unique=True),
+    }
+    out = {}
+    for name, options in cases.items():
+        raw = out_dir / f"profile-api-{name}.raw"
+        load = threading.Thread(target=wrk, args=(stack.web.url,), kwargs=dict(seconds=seconds + 3, **options))
+        load.start()
+        time.sleep(2)
+        subprocess.run([str(spy), "record", "--pid", str(stack.web.process.pid), "--subprocesses", "--nonblocking",
+                        "--rate", "200", "--duration", str(int(seconds)), "--format", "raw", "-o", str(raw)],
+                       capture_output=True, timeout=seconds + 60)
+        load.join()
+        if raw.exists():
+            summary = spysummary.summarize(raw, top=30, match=("exports/", "resourced/", "psycopg", "kombu", "redis/",
+                                                               "rest_framework", "django/db"))
+            text = out_dir / f"profile-api-{name}.txt"
+            text.write_text(spysummary.format_summary(summary) + "\n")
+            out[name] = {"summary": str(text.relative_to(ROOT)), "top": summary["inclusive"][:15]}
+    return out
 
 
 def single_client(stack: BenchStack, ready: list[dict], *, seconds: float = 4) -> dict:

@@ -82,7 +82,7 @@ def ours_once(stack: BenchStack, live_path: str, kind: str) -> dict:
             "overhead_s": total - sum(stages.values()),
             "bytes_downloaded": row["bytes_downloaded"], "bytes_needed": row["bytes_needed"],
             "output_bytes": row["output_bytes"], "output_duration_ms": row["output_duration_ms"],
-            "s3": stack.s3.requests()}
+            "video_key": row["video_key"], "s3": stack.s3.requests()}
 
 
 def baseline_once(stack: BenchStack, live_path: str, kind: str, scratch: Path) -> dict:
@@ -148,6 +148,8 @@ def latency(stack: BenchStack, live_path: str, manifest: Path, reps: dict[str, i
     ours_once(stack, live_path, "copy")
     baseline_once(stack, live_path, "copy", scratch)
     for kind in ("copy", "h264"):
+        if not reps.get(kind):
+            continue
         ours, base = [], []
         for i in range(reps[kind]):
             for who in (("ours", "baseline") if i % 2 == 0 else ("baseline", "ours")):
@@ -182,6 +184,13 @@ def latency(stack: BenchStack, live_path: str, manifest: Path, reps: dict[str, i
             "runs": {"ours": ours, "baseline": base},
             "loadavg_after": loadavg(),
         }
+        if kind == "h264":
+            from bench.engine import x264_settings
+
+            clip = scratch / "ours-h264.ts"
+            scratch.mkdir(parents=True, exist_ok=True)
+            stack.s3_client.download_file(DEST_BUCKET, ours[0]["video_key"], str(clip))
+            results[kind]["x264"] = x264_settings(clip)
         o = results[kind]["ours"]
         o["fetched_over_needed"] = ratio(o["get_bytes"], need["bytes"])
         o["fetched_over_needed_without_manifest"] = ratio(o["get_bytes"] - need["manifest_bytes"], need["bytes"])
@@ -264,6 +273,7 @@ def scale(stack: BenchStack, live_path: str, *, count: int, kind: str, cpu_slots
         "ideal_s": (single_latency_s * count / cpu_slots) if single_latency_s else None,
         "cpu_slot_utilization": cpu_busy / (cpu_slots * makespan),
         "io_busy_s": io_busy,
+        "latency_first_s": min(per_export),
         "latency_p50_s": median(per_export),
         "latency_max_s": max(per_export),
         "peak_rss_mb": {k: round(v / 1024, 1) for k, v in sorted(hwm.items())},

@@ -35,9 +35,13 @@ PRESET, CRF, GOP = "veryfast", 23, 50
 
 
 # --- the child: one run of ours ------------------------------------------------------------------
-def one(kind: str, recdir: str, outdir: str, start_ms: float, duration_ms: float, profile: str | None) -> None:
+def one(kind: str, recdir: str, outdir: str, start_ms: float, duration_ms: float, profile: str | None,
+        frame_threads: bool = False) -> None:
     started = time.perf_counter()
     from exports import media
+
+    if frame_threads:
+        patch_frame_threads()
 
     imported = time.perf_counter()
     rec_dir = Path(recdir)
@@ -81,6 +85,24 @@ def one(kind: str, recdir: str, outdir: str, start_ms: float, duration_ms: float
                       "size": info.size_bytes, "lead_ms": info.lead_ms}))
 
 
+def patch_frame_threads() -> None:
+    """What-if: libx264 with frame threads. PyAV opens encoders with thread_type SLICE, so x264
+    runs sliced threads (sliced_threads=1 in the SEI of ours, 0 in ffmpeg's); the generic
+    AVCodecContext option thread_type=frame in the encoder options gives frame threads (the
+    fix proposed for exports/media/encode.py)."""
+    from exports.media import encode
+
+    original = encode._encoder_options
+
+    def options(name, preset, crf, fps):
+        opts = original(name, preset, crf, fps)
+        if name in ("libx264", "libx265"):
+            opts["thread_type"] = "frame"
+        return opts
+
+    encode._encoder_options = options
+
+
 # --- the orchestrator -----------------------------------------------------------------------------
 def ffmpeg_argv(kind: str, manifest: Path, out: Path, start_ms: float, duration_ms: float) -> list[str]:
     argv = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{start_ms / 1000:.3f}",
@@ -92,6 +114,16 @@ def ffmpeg_argv(kind: str, manifest: Path, out: Path, start_ms: float, duration_
     return argv + [str(out)]
 
 
+def x264_settings(path: Path) -> str:
+    """The version and thread settings x264 wrote into the stream (its SEI user data)."""
+    import re
+
+    data = path.read_bytes()[:1 << 20]
+    m = re.search(rb"x264 - core (\d+)", data)
+    t = re.search(rb"(threads=\S+ lookahead_threads=\S+ sliced_threads=\S+)", data)
+    return f"core {m.group(1).decode() if m else '?'}; {t.group(1).decode() if t else '?'}"
+
+
 def probe(path: Path) -> dict:
     from exports import media
 
@@ -100,33 +132,39 @@ def probe(path: Path) -> dict:
             "audio": info.audio_codec}
 
 
-def ours_argv(kind: str, recdir: Path, outdir: Path, profile: str | None = None) -> list[str]:
+def ours_argv(kind: str, recdir: Path, outdir: Path, profile: str | None = None, frame_threads: bool = False) -> list[str]:
     argv = [PY, "-m", "bench.engine", "one", kind, str(recdir), str(outdir), str(START_MS), str(DURATION_MS)]
-    return argv + (["--profile", profile] if profile else [])
+    return argv + (["--profile", profile] if profile else []) + (["--frame-threads"] if frame_threads else [])
 
 
-def measure(kind: str, reps: int, manifest: Path, scratch: Path) -> dict:
+def measure(kind: str, reps: int, manifest: Path, scratch: Path, whatif: bool = False) -> dict:
+    """Alternating runs; with `whatif` (H.264) a third variant, ours with x264 frame threads."""
     recdir = manifest.parent
-    ours_runs, ff_runs = [], []
+    ours_runs, ff_runs, frame_runs = [], [], []
     ff_out = scratch / f"ffmpeg_{kind}.ts"
     # warm-up (page cache, first-run costs), not counted
     run_measured(ours_argv(kind, recdir, scratch), cwd=ROOT)
     run_measured(ffmpeg_argv(kind, manifest, ff_out, START_MS, DURATION_MS))
     for i in range(reps):
-        order = ("ours", "ffmpeg") if i % 2 == 0 else ("ffmpeg", "ours")
+        order = ["ours", "ffmpeg"] + (["frame"] if whatif else [])
+        order = order[i % len(order):] + order[:i % len(order)]
         for who in order:
-            if who == "ours":
-                r = run_measured(ours_argv(kind, recdir, scratch), cwd=ROOT)
+            if who in ("ours", "frame"):
+                r = run_measured(ours_argv(kind, recdir, scratch, frame_threads=who == "frame"), cwd=ROOT)
                 child = json.loads(r["stdout"].strip().splitlines()[-1])
                 r.update(call_s=child["timings"]["call_s"], parts=child["timings"])
                 r.pop("stdout")
-                ours_runs.append(r)
+                (ours_runs if who == "ours" else frame_runs).append(r)
             else:
                 r = run_measured(ffmpeg_argv(kind, manifest, ff_out, START_MS, DURATION_MS))
                 r.pop("stdout")
                 ff_runs.append(r)
         log(f"engine {kind} rep {i + 1}/{reps}: ours {ours_runs[-1]['call_s']:.2f} s "
-            f"(process {ours_runs[-1]['wall_s']:.2f} s), ffmpeg {ff_runs[-1]['wall_s']:.2f} s")
+            f"(process {ours_runs[-1]['wall_s']:.2f} s, CPU {ours_runs[-1]['cpu_s']:.2f} s), ffmpeg "
+            f"{ff_runs[-1]['wall_s']:.2f} s (CPU {ff_runs[-1]['cpu_s']:.2f} s)"
+            + (f", ours with frame threads {frame_runs[-1]['call_s']:.2f} s" if frame_runs else ""))
+        if kind == "h264" and i == 0:
+            x264 = {"ours": x264_settings(scratch / "ours_h264.ts"), "ffmpeg": x264_settings(ff_out)}
     ours_out = scratch / ("ours_copy.ts" if kind == "copy" else "ours_h264.ts")
     result = {
         "reps": reps,
@@ -145,13 +183,21 @@ def measure(kind: str, reps: int, manifest: Path, scratch: Path) -> dict:
             "output": probe(ff_out),
             "argv": " ".join(ffmpeg_argv(kind, Path("manifest.mpd"), Path("out.ts"), START_MS, DURATION_MS)),
         },
-        "runs": {"ours": ours_runs, "ffmpeg": ff_runs},
+        "x264": x264 if kind == "h264" else None,
+        "runs": {"ours": ours_runs, "ffmpeg": ff_runs, "ours_frame_threads": frame_runs},
         "loadavg_after": loadavg(),
     }
     result["ratio_wall"] = ratio(result["ours"]["call_s"], result["ffmpeg"]["wall_s"])
     result["ratio_wall_process"] = ratio(result["ours"]["process_wall_s"], result["ffmpeg"]["wall_s"])
     result["ratio_cpu"] = ratio(result["ours"]["cpu_s"], result["ffmpeg"]["cpu_s"])
     result["ratio_rss"] = ratio(result["ours"]["peak_rss_mb"], result["ffmpeg"]["peak_rss_mb"])
+    if frame_runs:
+        w = {"call_s": median([r["call_s"] for r in frame_runs]), "cpu_s": median([r["cpu_s"] for r in frame_runs]),
+             "peak_rss_mb": median([r["peak_rss_mb"] for r in frame_runs])}
+        w["ratio_wall"] = ratio(w["call_s"], result["ffmpeg"]["wall_s"])
+        w["ratio_cpu"] = ratio(w["cpu_s"], result["ffmpeg"]["cpu_s"])
+        w["ratio_rss"] = ratio(w["peak_rss_mb"], result["ffmpeg"]["peak_rss_mb"])
+        result["whatif_frame_threads"] = w
     return result
 
 
@@ -169,6 +215,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--copy-reps", type=int, default=7)
     parser.add_argument("--h264-reps", type=int, default=5)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-whatif", action="store_true", help="skip the x264 frame-threads variant")
     args = parser.parse_args(argv)
     from bench import recordings
 
@@ -179,7 +226,7 @@ def main(argv=None) -> dict:
     results = {"clip": {"start_ms": START_MS, "duration_ms": DURATION_MS, "recording": manifest.parent.name},
                "import_only_peak_rss_mb": baseline_rss()}
     for kind, reps in (("copy", args.copy_reps), ("h264", args.h264_reps)):
-        results[kind] = measure(kind, reps, manifest, scratch)
+        results[kind] = measure(kind, reps, manifest, scratch, whatif=kind == "h264" and not args.no_whatif)
         results[kind]["target"] = TARGETS[kind]
         missed = (results[kind]["ratio_wall"] or 0) > TARGETS[kind] or (results[kind]["ratio_rss"] or 0) > 1.0
         if missed and not args.no_profile:
@@ -202,7 +249,8 @@ if __name__ == "__main__":
         p.add_argument("start_ms", type=float)
         p.add_argument("duration_ms", type=float)
         p.add_argument("--profile")
+        p.add_argument("--frame-threads", action="store_true")
         a = p.parse_args()
-        one(a.kind, a.recdir, a.outdir, a.start_ms, a.duration_ms, a.profile)
+        one(a.kind, a.recdir, a.outdir, a.start_ms, a.duration_ms, a.profile, a.frame_threads)
     else:
         main()

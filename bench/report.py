@@ -37,6 +37,11 @@ def rows(r: dict) -> list[list[str]]:
                         _f(k["ratio_cpu"]), "", ""])
             out.append([f"{label}: peak RSS", _f(k["ours"]["peak_rss_mb"], " MB", 0), _f(k["ffmpeg"]["peak_rss_mb"], " MB", 0),
                         _f(k["ratio_rss"]), "", ""])
+            w = k.get("whatif_frame_threads")
+            if w:
+                out.append([f"  what-if x264 frame threads: wall / CPU / RSS", f"{_f(w['call_s'], ' s')} / {_f(w['cpu_s'], ' s')} / "
+                            f"{_f(w['peak_rss_mb'], ' MB', 0)}", "", f"{_f(w['ratio_wall'])} / {_f(w['ratio_cpu'])} / "
+                            f"{_f(w['ratio_rss'])}", f"≤ {target}", _verdict(w["ratio_wall"], target)])
     x = r.get("e2e")
     if x:
         for kind, label, target in (("copy", "export 60 s copy, submit → ready", 1.0), ("h264", "export 60 s H.264, submit → ready", 1.05)):
@@ -45,6 +50,18 @@ def rows(r: dict) -> list[list[str]]:
                 continue
             out.append([label, _f(k["ours"]["latency_s"], " s"), _f(k["baseline"]["latency_s"], " s"), _f(k["ratio"]),
                         f"≤ {target}", _verdict(k["ratio"], target)])
+            wk = (r.get("e2e_whatif") or {}).get(kind)
+            if wk:
+                out.append(["  what-if with F3-F5 (same run, own baseline runs)", _f(wk["ours"]["latency_s"], " s"),
+                            _f(wk["baseline"]["latency_s"], " s"), _f(wk["ratio"]), f"≤ {target}", _verdict(wk["ratio"], target)])
+            st = k["ours"]["stages_s"]
+            out.append(["  stages", ", ".join(f"{n} {st[n]:.2f}" for n in ("download", "cut", "encode", "thumbnail", "upload")
+                                              if st.get(n) is not None) + f", queues/DB {k['ours']['overhead_s']:.2f}",
+                        ", ".join(f"{n} {v:.2f}" for n, v in k["baseline"]["stages_s"].items()), "", "", ""])
+        d20 = (r.get("e2e_s3_20ms") or {}).get("copy")
+        if d20:
+            out.append(["  copy export, S3 with 20 ms first-byte latency", _f(d20["ours"]["latency_s"], " s"),
+                        _f(d20["baseline"]["latency_s"], " s"), _f(d20["ratio"]), "", ""])
         k = x.get("copy") or x.get("h264")
         need = x["needed"]["bytes"]
         out.append(["bytes fetched from the source / needed", f"{k['ours']['get_bytes']:,} B", f"{need:,} B needed",
@@ -54,6 +71,12 @@ def rows(r: dict) -> list[list[str]]:
         out.append(["  S3 requests per export (GET + HEAD)",
                     f"{k['ours']['get_requests']:.0f} + {k['ours']['head_requests']:.0f}",
                     f"{k['baseline']['get_requests']:.0f} + 0", "", "", ""])
+    d = r.get("whatif_download")
+    if d and "as_is" in d:
+        out.append(["  what-if one GET per segment: download of the clip's segments",
+                    f"{_f(d['single_get']['seconds'], ' s')} ({d['single_get']['requests']} requests)",
+                    f"{_f(d['as_is']['seconds'], ' s')} as is ({d['as_is']['requests']} requests)",
+                    _f(d["single_get"]["seconds"] / d["as_is"]["seconds"]) if d["as_is"]["seconds"] else "", "", ""])
     a = r.get("api")
     if a and "skipped" not in a:
         for name, label, base, target in (("poll", "API poll GET <TaskId>", "constant_get", 20),
@@ -65,6 +88,16 @@ def rows(r: dict) -> list[list[str]]:
                         f"p99 ≤ {target} ms", _verdict(k["p99_ms"], target)])
             out.append([f"{label}: throughput", f"{k['rps']:.0f} req/s", f"{b['rps']:.0f} req/s", _f(k["rps_over_constant"]),
                         "", ""])
+        p = a.get("paced") or {}
+        for name, label, base, target in (("poll", "API poll GET <TaskId>", "constant_get", 20),
+                                          ("repost", "API poll by re-post", "constant_post", 20),
+                                          ("submit", "API submit (new export)", "constant_post", 50)):
+            if name in p:
+                k, b = p[name], p[base]
+                out.append([f"{label}: p50 / p99, 32 clients at {k['rate_rps']:.0f} req/s", f"{k['p50_ms']:.1f} / {k['p99_ms']:.1f} ms",
+                            f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f} ms (constant at {b['rate_rps']:.0f} req/s)",
+                            _f(k["p99_ms"] / b["p99_ms"]) if b["p99_ms"] else "", f"p99 ≤ {target} ms",
+                            _verdict(k["p99_ms"], target)])
         if "single_client" in a:
             s = a["single_client"]
             out.append(["API one client p50 / p99: constant, poll, re-post",
@@ -73,12 +106,31 @@ def rows(r: dict) -> list[list[str]]:
                         f"{s['constant_get']['p50_ms']:.1f} / {s['constant_get']['p99_ms']:.1f} ms", "", "", ""])
     elif a:
         out.append(["API", a["skipped"], "", "", "", ""])
+    w = r.get("whatif_api")
+    if w and "endpoints" in w:
+        for name in ("poll", "repost", "submit"):
+            e = w["endpoints"][name]
+            out.append([f"  what-if {name} per request, one thread (statements)",
+                        f"{e['session_cache']['p50_ms']:.2f} ms session cache ({e['session_cache']['statements']:.0f}); "
+                        f"{e['session_cache_no_health_check']['p50_ms']:.2f} ms + no health check"
+                        + (f"; {e['session_cache_slim_get']['p50_ms']:.2f} ms + slim export_get" if name == "poll" else ""),
+                        f"{e['as_is']['p50_ms']:.2f} ms as is ({e['as_is']['statements']:.0f}, DB {e['as_is']['db_ms']:.1f} ms"
+                        + (f", Celery publish {e['as_is']['publish_ms']:.1f} ms" if e['as_is']['publish_ms'] else "") + ")",
+                        _f(e["session_cache"]["p50_ms"] / e["as_is"]["p50_ms"]) if e["as_is"]["p50_ms"] else "", "", ""])
     s = r.get("scale")
     if s:
         out.append([f"{s['count']} H.264 exports at once: total time", _f(s["total_s"], " s", 1),
                     f"{s['cpu_slots']} cpu slots; ideal {_f(s['ideal_s'], ' s', 1)}",
                     _f(s["total_s"] / s["ideal_s"]) if s.get("ideal_s") else "", "", ""])
         out.append(["  cpu slot utilization", _f(100 * s["cpu_slot_utilization"], " %", 0), "", "", "", ""])
+        out.append(["  per-export latency: first / p50 / last ready", f"{s['latency_first_s']:.0f} / {s['latency_p50_s']:.0f} / "
+                    f"{s['latency_max_s']:.0f} s", "", "", "", ""])
+        d = r.get("scale_whatif")
+        if d:
+            out.append(["  what-if with F3-F5: total; first / p50 / last ready",
+                        f"{d['total_s']:.1f} s; {d['latency_first_s']:.0f} / {d['latency_p50_s']:.0f} / {d['latency_max_s']:.0f} s",
+                        f"as is {s['total_s']:.1f} s; p50 {s['latency_p50_s']:.0f} s", _f(d["latency_p50_s"] / s["latency_p50_s"]),
+                        "", ""])
         out.append(["  peak RSS per worker process (max pool / mains)", f"{s['peak_rss_pool_max_mb']} MB",
                     ", ".join(f"{k.split(':')[0]} {v}" for k, v in s["peak_rss_mb"].items() if k.endswith(":main")),
                     "", "", ""])

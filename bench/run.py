@@ -1,14 +1,18 @@
 """`make bench`: every benchmark in one run, a table on stdout, results JSON under var/bench/.
 
-    python -m bench.run [--quick] [--skip engine,e2e,scale,api]
+    python -m bench.run [--quick] [--skip engine,e2e,scale,whatif,api]
 
---quick: fewer repetitions (engine 3/2, e2e 2/1, scale 8 exports), for a smoke run.
+--quick: fewer repetitions (engine 3/2, e2e 2/1, 6 exports at once), for a smoke run.
+Order: the media engine alone (nothing else of ours running), then one production stack for the
+export latency and bytes, 20 exports at once (as is, then the depth-first what-if), the API
+(workers stopped), the API and download what-ifs, and the py-spy profiles of the API.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,10 +23,23 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import report  # noqa: E402
-from bench.common import BENCH_VAR, log, machine, write_json  # noqa: E402
+from bench.common import BENCH_VAR, PY, log, machine, write_json  # noqa: E402
 
 CPU_SLOTS = 2  # deploy/start/worker-cpu: concurrency = cores
 IO_SLOTS = 4
+
+
+def whatif(stack, what: str, data: dict) -> dict:
+    """bench/whatif.py in a child with the stack's environment (Django configured there only)."""
+    path = stack.base / f"whatif-{what}.json"
+    path.write_text(json.dumps(data))
+    env = dict(stack.env, DJANGO_SETTINGS_MODULE="bench.settings")
+    out = subprocess.run([PY, "-m", "bench.whatif", what, str(path)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=900)
+    line = [x for x in out.stdout.splitlines() if x.startswith("WHATIF ")]
+    if out.returncode != 0 or not line:
+        return {"error": (out.stderr or out.stdout)[-2000:]}
+    return json.loads(line[-1][len("WHATIF "):])
 
 
 def main() -> int:
@@ -33,20 +50,21 @@ def main() -> int:
     skip = set(filter(None, args.skip.split(",")))
     started = time.time()
     results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "quick": args.quick}
-    reps = dict(engine_copy=3, engine_h264=2, e2e_copy=2, e2e_h264=1, scale=8) if args.quick else \
-        dict(engine_copy=7, engine_h264=5, e2e_copy=5, e2e_h264=3, scale=20)
+    reps = dict(engine_copy=3, engine_h264=2, e2e_copy=2, e2e_h264=1, scale=4) if args.quick else \
+        dict(engine_copy=7, engine_h264=4, e2e_copy=5, e2e_h264=3, scale=20)
     results["repetitions"] = reps
 
     from bench import recordings
 
     manifest = recordings.recording()
+    results["recording"] = {"dir": manifest.parent.name, **recordings.DEFAULT}
     if "engine" not in skip:
         from bench import engine
 
         log("media engine against the ffmpeg command line")
         results["engine"] = engine.main(["--copy-reps", str(reps["engine_copy"]), "--h264-reps", str(reps["engine_h264"])])
 
-    if not {"e2e", "scale", "api"} <= skip:
+    if not {"e2e", "scale", "api", "whatif"} <= skip:
         from bench import api, e2e
         from bench.stack import BenchStack
 
@@ -57,9 +75,10 @@ def main() -> int:
             live_path = stack.upload_recording(manifest, "mp4/PBENCH/rec-10min/1")
             stack.start_web()
             stack.start_workers(io=IO_SLOTS, cpu=CPU_SLOTS)
-            results["stack"] = {"web": "gunicorn 2 workers x 4 threads", "io_worker_concurrency": IO_SLOTS,
-                                "cpu_worker_concurrency": CPU_SLOTS, "database": "PostgreSQL", "broker": "Redis",
-                                "s3": "moto server (direct, counting at the server)"}
+            results["stack"] = {"web": "gunicorn, 2 workers x 4 threads (deploy/start/web defaults)",
+                                "io_worker_concurrency": IO_SLOTS, "cpu_worker_concurrency": CPU_SLOTS,
+                                "database": "PostgreSQL (fsync off)", "broker": "Redis",
+                                "s3": "moto server, direct (bytes counted inside the server)"}
             ready = []
             if "e2e" not in skip:
                 log("export latency, ours against ffmpeg + boto3")
@@ -67,19 +86,52 @@ def main() -> int:
                                              {"copy": reps["e2e_copy"], "h264": reps["e2e_h264"]})
                 for kind in ("copy", "h264"):
                     ready += [{"task_id": r["task_id"], "body": r["body"]} for r in results["e2e"][kind]["runs"]["ours"]]
+                # the same copy export when every S3 request has 20 ms of first-byte latency, as a
+                # remote endpoint has (loopback moto answers in ~2 ms): parallel fetches against
+                # ffmpeg's sequential ones
+                stack.s3.set_delay(20)
+                log("export latency (copy) with 20 ms S3 first-byte latency")
+                results["e2e_s3_20ms"] = e2e.latency(stack, live_path, manifest, {"copy": reps["e2e_copy"] // 2 + 1})
+                stack.s3.set_delay(0)
+            single = results.get("e2e", {}).get("h264", {}).get("ours", {}).get("latency_s")
             if "scale" not in skip:
                 log(f"{reps['scale']} H.264 exports at once")
-                single = results.get("e2e", {}).get("h264", {}).get("ours", {}).get("latency_s")
                 results["scale"] = e2e.scale(stack, live_path, count=reps["scale"], kind="h264", cpu_slots=CPU_SLOTS,
                                              io_slots=IO_SLOTS, single_latency_s=single)
             stack.stop_workers()
+            if "whatif" not in skip:
+                # the same measurements with the fixes bench/ proposes patched into the workers
+                # (bench/whatif_worker.py: F3 one GET per segment, F4 x264 frame threads, F5 cpu steps
+                # of an export in one task), against the same baseline again
+                stack.start_workers(io=IO_SLOTS, cpu=CPU_SLOTS, app="bench.whatif_worker")
+                if "e2e" not in skip:
+                    log("what-if: export latency with the proposed fixes")
+                    results["e2e_whatif"] = e2e.latency(stack, live_path, manifest,
+                                                        {"copy": reps["e2e_copy"], "h264": max(1, reps["e2e_h264"] - 1)})
+                if "scale" not in skip:
+                    log(f"what-if: {reps['scale']} H.264 exports at once with the proposed fixes")
+                    results["scale_whatif"] = e2e.scale(stack, live_path, count=reps["scale"], kind="h264",
+                                                        cpu_slots=CPU_SLOTS, io_slots=IO_SLOTS, single_latency_s=single)
+                stack.stop_workers()
+            if not ready:
+                stack.start_workers(io=IO_SLOTS, cpu=CPU_SLOTS)
+                r = e2e.ours_once(stack, live_path, "copy")
+                ready = [{"task_id": r["task_id"], "body": r["body"]}]
+                stack.stop_workers()
             if "api" not in skip:
-                if not ready:
-                    body = e2e.export_body(stack, live_path, "copy")
-                    ready = [{"task_id": e2e.submit(stack, body), "body": body}]
-                log("API under 32 concurrent clients")
+                log("API under 32 concurrent clients (workers stopped)")
                 results["api"] = api.run(stack, ready)
                 results["api"]["single_client"] = api.single_client(stack, ready)
+            if "whatif" not in skip:
+                data = {"ready": ready, "session_id": stack.session_id, "live_path": live_path, "s3_url": stack.s3.url,
+                        "start_ms": e2e.START_MS, "duration_ms": e2e.DURATION_MS}
+                log("what-if: segment download with one GET per segment")
+                results["whatif_download"] = whatif(stack, "download", data)
+                log("what-if: API per-request cost with a session cache / without connection health checks")
+                results["whatif_api"] = whatif(stack, "api", data)
+            if "api" not in skip:
+                log("py-spy profiles of the API")
+                results["api_profile"] = api.profile(stack, ready, BENCH_VAR)
         finally:
             stack.stop()
             shutil.rmtree(base, ignore_errors=True)

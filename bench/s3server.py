@@ -6,6 +6,8 @@ benchmark reads and clears the record over HTTP (never through the S3 API, so it
 
     GET  /__bench__/requests   -> [[method, path, status, bytes, range header], ...]
     POST /__bench__/reset
+    POST /__bench__/delay?ms=N  every S3 request waits N ms before it is answered (first-byte
+                                latency of a remote endpoint; 0 by default)
 
 No proxy sits between the service and this server: the counting costs a few microseconds per
 request inside the server process.
@@ -17,7 +19,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from urllib.parse import unquote
+import time
+from urllib.parse import parse_qs, unquote
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
@@ -27,6 +30,7 @@ class Record:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.items: list[list] = []
+        self.delay = 0.0
 
     def add(self, item: list) -> None:
         with self.lock:
@@ -43,6 +47,10 @@ class Record:
 def counting(app, record: Record):
     def wrapped(environ, start_response):
         path = environ.get("PATH_INFO", "")
+        if path.startswith("/__bench__/delay"):
+            record.delay = float(parse_qs(environ.get("QUERY_STRING", "")).get("ms", ["0"])[0]) / 1000.0
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+            return [b"{}"]
         if path.startswith("/__bench__/"):
             items = record.take(reset=path.endswith("/reset"))
             body = json.dumps(items if path.endswith("/requests") else {"cleared": len(items)}).encode()
@@ -50,6 +58,8 @@ def counting(app, record: Record):
             return [body]
         method = environ.get("REQUEST_METHOD", "")
         status = {}
+        if record.delay:
+            time.sleep(record.delay)
 
         def start(status_line, headers, exc_info=None):
             status["code"] = int(status_line.split()[0])

@@ -48,6 +48,10 @@ class CountingS3:
             self.reset()
         return items
 
+    def set_delay(self, ms: float) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}/__bench__/delay?ms={ms}", method="POST"),
+                               timeout=30).read()
+
     def reset(self) -> None:
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/__bench__/reset", method="POST"), timeout=30).read()
 
@@ -59,10 +63,10 @@ class CountingS3:
 class CeleryWorker:
     """One `celery worker` as deploy/start/worker-io or worker-cpu starts it."""
 
-    def __init__(self, env: dict, log_dir: Path, *, kind: str, concurrency: int):
+    def __init__(self, env: dict, log_dir: Path, *, kind: str, concurrency: int, app: str = "resourced"):
         queues = "default,media.io,restore,callbacks" if kind == "io" else "media.cpu"
         self.nodename = f"{kind}@{HOST}"
-        args = [str(BIN / "celery"), "-A", "resourced", "worker", "--hostname", self.nodename, "--queues", queues,
+        args = [str(BIN / "celery"), "-A", app, "worker", "--hostname", self.nodename, "--queues", queues,
                 "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO", "--task-events",
                 "--without-mingle", "--without-gossip"]
         if kind == "cpu":
@@ -171,12 +175,12 @@ class BenchStack:
         self.web = Web(self.env, self.logs, workers=workers, threads=threads)
         return self.web
 
-    def start_workers(self, *, io: int = 4, cpu: int = 2) -> None:
+    def start_workers(self, *, io: int = 4, cpu: int = 2, app: str = "resourced") -> None:
         from celery import Celery
 
-        self.workers = [CeleryWorker(self.env, self.logs, kind="io", concurrency=io),
-                        CeleryWorker(self.env, self.logs, kind="cpu", concurrency=cpu)]
-        app = Celery(broker=self.redis.url)
+        self.workers = [CeleryWorker(self.env, self.logs, kind="io", concurrency=io, app=app),
+                        CeleryWorker(self.env, self.logs, kind="cpu", concurrency=cpu, app=app)]
+        probe = Celery(broker=self.redis.url)
         try:
             deadline = time.monotonic() + 90
             waiting = {w.nodename for w in self.workers}
@@ -186,10 +190,10 @@ class BenchStack:
                 for w in self.workers:
                     if w.process.poll() is not None:
                         raise RuntimeError(f"worker {w.nodename} exited: see {w.log_path}")
-                for reply in app.control.ping(destination=list(waiting), timeout=0.5) or []:
+                for reply in probe.control.ping(destination=list(waiting), timeout=0.5) or []:
                     waiting -= set(reply)
         finally:
-            app.close()
+            probe.close()
 
     def stop_workers(self) -> None:
         for w in self.workers:
@@ -213,10 +217,10 @@ class BenchStack:
 
     def export(self, task_id: str) -> dict:
         rows = self.sql("SELECT status, stage, error_code, error_message, created_at, started_at, finished_at, timings, "
-                        "bytes_downloaded, bytes_needed, output_bytes, lead_ms, output_duration_ms "
+                        "bytes_downloaded, bytes_needed, output_bytes, lead_ms, output_duration_ms, video_key "
                         "FROM exports_export WHERE task_id = %s", task_id)
         keys = ("status", "stage", "code", "message", "created_at", "started_at", "finished_at", "timings",
-                "bytes_downloaded", "bytes_needed", "output_bytes", "lead_ms", "output_duration_ms")
+                "bytes_downloaded", "bytes_needed", "output_bytes", "lead_ms", "output_duration_ms", "video_key")
         return dict(zip(keys, rows[0]))
 
     def stop(self) -> None:

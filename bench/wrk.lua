@@ -34,7 +34,7 @@ function request()
   n = n + 1
   local item = lines[(i % #lines) + 1]
   local headers = {["Content-Type"] = "application/json"}
-  if extra then
+  if extra and extra ~= "" then
     local k, v = extra:match("^([^:]+):%s*(.*)$")
     headers[k] = v
   end

@@ -1,0 +1,237 @@
+"""Measured what-ifs for the fixes the benchmark proposes, by monkeypatching in this process only
+(the service code is not changed). Run by bench/run.py in a child with the stack's environment:
+
+    python -m bench.whatif api INPUT.json        # per-request cost of poll / re-post / submit
+    python -m bench.whatif download INPUT.json   # segment download: HEAD+GET per key vs one GET
+
+INPUT.json: {"ready": [{"task_id", "body"}], "live_path": ..., "s3_url": ...}. Prints one JSON line.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _setup() -> None:
+    import resourced  # noqa: F401  (the Celery app first, as gunicorn's wsgi import does)
+    import django
+
+    django.setup()
+
+
+# --- API ----------------------------------------------------------------------------------------
+# what export_response and the detail view read (selectors.export_response, estimate_time_wait)
+SLIM_FIELDS = ("id", "task_id", "status", "stage", "progress", "error_code", "error_message", "image_path",
+               "video_path", "lack_ms", "started_at", "created_at", "host", "userid")
+class _DbTimer:
+    """connection.execute_wrapper: count statements and the time spent in them."""
+
+    def __init__(self):
+        self.count = 0
+        self.seconds = 0.0
+
+    def __call__(self, execute, sql, params, many, context):
+        t = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - t
+            self.count += 1
+
+
+def _session_cache_patch():
+    """Fix F1: the local session backend caches SessionId -> userid for SESSION_CACHE_SECONDS,
+    as the remote backend already does (resourced/sessions.py, session_user)."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from resourced import sessions
+    from resourced.models import hash_session_id
+
+    original = sessions.session_user
+
+    def session_user(*, session_id: str) -> str:
+        if settings.SESSION_BACKEND != "local" or not session_id or len(session_id) > 256:
+            return original(session_id=session_id)
+        key = "session-local:" + hash_session_id(session_id)
+        userid = cache.get(key)
+        if userid is None:
+            userid = original(session_id=session_id)  # raises SessionError when unknown or expired
+            cache.set(key, userid, settings.SESSION_CACHE_SECONDS)
+        return userid
+
+    return sessions, "session_user", original, session_user
+
+
+def api(data: dict, n: int = 150, blocks: int = 3) -> dict:
+    _setup()
+    from django.db import close_old_connections, connection
+    from django.test import Client
+
+    from exports import services
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    ready = data["ready"]
+    session = data["session_id"]
+    counter = {"n": 0}
+    publish = {"seconds": 0.0, "count": 0}
+    original_enqueue = services.export_enqueue
+
+    def timed_enqueue(*, export):
+        t = time.perf_counter()
+        try:
+            return original_enqueue(export=export)
+        finally:
+            publish["seconds"] += time.perf_counter() - t
+            publish["count"] += 1
+
+    services.export_enqueue = timed_enqueue
+
+    def poll(i):
+        return client.get(f"/resource/v1/i/export-to-s3dir/{ready[i % len(ready)]['task_id']}", HTTP_X_SESSION_ID=session)
+
+    def repost(i):
+        return client.post("/resource/v1/i/export-to-s3dir", data=json.dumps(ready[i % len(ready)]["body"]),
+                           content_type="application/json")
+
+    def submit(i):
+        counter["n"] += 1
+        body = dict(ready[0]["body"], FileName=f"whatif-{uuid.uuid4().hex}", userid=f"whatif-u{i % 32}")
+        return client.post("/resource/v1/i/export-to-s3dir", data=json.dumps(body), content_type="application/json")
+
+    def constant(i):
+        return client.get("/bench/constant")
+
+    def measure(fn, count):
+        timer = _DbTimer()
+        publish.update(seconds=0.0, count=0)
+        times = []
+        with connection.execute_wrapper(timer):
+            for i in range(count):
+                close_old_connections()  # what the request_started signal does under gunicorn
+                t = time.perf_counter()
+                answer = fn(i)
+                times.append(time.perf_counter() - t)
+                if answer.status_code != 200:
+                    raise RuntimeError(f"{fn.__name__}: {answer.status_code} {answer.content[:300]}")
+        return {"mean_ms": 1000 * statistics.fmean(times), "p50_ms": 1000 * statistics.median(times),
+                "statements": timer.count / count, "db_ms": 1000 * timer.seconds / count,
+                "publish_ms": 1000 * publish["seconds"] / count if publish["count"] else 0.0}
+
+    module, name, original, patched = _session_cache_patch()
+    from exports import apis
+
+    get_original = apis.export_get
+
+    def export_get_slim(*, task_id: str):
+        """Fix F2: only the columns the answer needs, no ORDER BY (task_id is unique)."""
+        from exports.models import Export
+
+        return Export.objects.filter(task_id=task_id).order_by().only(*SLIM_FIELDS).first()
+
+    def use(session, health, get):
+        setattr(module, name, patched if session else original)
+        connection.health_check_enabled = health
+        apis.export_get = export_get_slim if get else get_original
+
+    variants = {
+        "as_is": lambda: use(False, True, False),
+        "session_cache": lambda: use(True, True, False),
+        "session_cache_slim_get": lambda: use(True, True, True),
+        "session_cache_no_health_check": lambda: use(True, False, False),
+    }
+    results: dict = {}
+    for fn in (constant, poll, repost, submit):
+        fn(0)  # warm
+        runs = {v: [] for v in variants}
+        for _ in range(blocks):
+            for v, apply in variants.items():
+                apply()
+                connection.ensure_connection()
+                runs[v].append(measure(fn, n))
+        results[fn.__name__] = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for v, rs in runs.items()}
+    variants["as_is"]()
+    return {"requests_per_block": n, "blocks": blocks, "endpoints": results}
+
+
+# --- download -------------------------------------------------------------------------------------
+class SingleGetClient:
+    """Fix F3: fetch each segment with one GET (get_object, streamed to the file) instead of
+    s3transfer's download_file, which sends a HEAD for the size before its GET."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def download_file(self, bucket, key, filename, *args, **kwargs):
+        body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
+        with open(filename, "wb") as fh:
+            for chunk in body.iter_chunks(1 << 20):
+                fh.write(chunk)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def download(data: dict, reps: int = 5) -> dict:
+    _setup()
+    import shutil
+    import tempfile
+    import urllib.request
+
+    from django.conf import settings
+
+    from exports import media, pipeline
+    from resourced.s3 import S3Location
+
+    location = S3Location(bucket=settings.SOURCE_DEFAULT_BUCKET, region=settings.AWS_REGION)
+    client = location.client()
+    manifest = client.get_object(Bucket=location.bucket, Key=data["live_path"])["Body"].read()
+    base = data["live_path"].rsplit("/", 1)[0]
+    recording = media.load_recording(lambda key: manifest if key == data["live_path"] else
+                                     client.get_object(Bucket=location.bucket, Key=key)["Body"].read(), data["live_path"])
+    selection = media.select_segments(recording, data["start_ms"], data["start_ms"] + data["duration_ms"])
+    keys = selection.keys()
+    assert all(k.startswith(base) for k in keys)
+
+    def s3_requests(reset=False):
+        with urllib.request.urlopen(f"{data['s3_url']}/__bench__/requests", timeout=30) as a:
+            items = json.loads(a.read())
+        if reset:
+            urllib.request.urlopen(urllib.request.Request(f"{data['s3_url']}/__bench__/reset", method="POST")).read()
+        return items
+
+    out = {"keys": len(keys), "as_is": [], "single_get": []}
+    for i in range(reps):
+        for variant in (("as_is", "single_get") if i % 2 == 0 else ("single_get", "as_is")):
+            tmp = Path(tempfile.mkdtemp(prefix="whatif-dl-"))
+            s3_requests(reset=True)
+            c = client if variant == "as_is" else SingleGetClient(client)
+            t = time.perf_counter()
+            missing, count, size = pipeline.download_keys(client=c, location=location, keys=keys,
+                                                          path_for=lambda key: tmp / key)
+            seconds = time.perf_counter() - t
+            items = s3_requests()
+            out[variant].append({"seconds": seconds, "bytes": size, "requests": len(items),
+                                 "heads": sum(1 for x in items if x[0] == "HEAD")})
+            shutil.rmtree(tmp, ignore_errors=True)
+    for variant in ("as_is", "single_get"):
+        runs = out[variant]
+        out[variant] = {"seconds": statistics.median(r["seconds"] for r in runs), "requests": runs[0]["requests"],
+                        "heads": runs[0]["heads"], "bytes": runs[0]["bytes"]}
+    out["concurrency"] = settings.EXPORT_DOWNLOAD_CONCURRENCY
+    return out
+
+
+if __name__ == "__main__":
+    what, path = sys.argv[1], sys.argv[2]
+    data = json.loads(Path(path).read_text())
+    result = {"api": api, "download": download}[what](data)
+    print("WHATIF " + json.dumps(result))
