@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SETTINGS ?= resourced.settings.base
 
-.PHONY: run test bench lint migrate clean services
+.PHONY: run test bench demo lint migrate clean services
 
 $(VENV)/.installed: requirements.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -24,6 +24,9 @@ migrate: $(VENV)/.installed
 
 run: migrate
 	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(PY) scripts/devserver.py
+
+demo: $(VENV)/.installed
+	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(PY) scripts/demo.py
 
 test: $(VENV)/.installed-dev
 	bash scripts/test-services.sh

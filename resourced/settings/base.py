@@ -220,6 +220,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded transport: messages are files under var/broker, no server to install.
+    CELERY_BROKER_TRANSPORT = "resourced.embedded_broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
         {
             "data_folder_in": str(_BROKER_DIR / "queue"),
