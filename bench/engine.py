@@ -150,7 +150,8 @@ def measure(kind: str, reps: int, manifest: Path, scratch: Path, whatif: bool = 
         order = order[i % len(order):] + order[:i % len(order)]
         for who in order:
             if who in ("ours", "frame"):
-                r = run_measured(ours_argv(kind, recdir, scratch, frame_threads=who == "frame"), cwd=ROOT)
+                out_dir = scratch / "frame" if who == "frame" else scratch
+                r = run_measured(ours_argv(kind, recdir, out_dir, frame_threads=who == "frame"), cwd=ROOT)
                 child = json.loads(r["stdout"].strip().splitlines()[-1])
                 r.update(call_s=child["timings"]["call_s"], parts=child["timings"])
                 r.pop("stdout")
@@ -165,6 +166,8 @@ def measure(kind: str, reps: int, manifest: Path, scratch: Path, whatif: bool = 
             + (f", ours with frame threads {frame_runs[-1]['call_s']:.2f} s" if frame_runs else ""))
         if kind == "h264" and i == 0:
             x264 = {"ours": x264_settings(scratch / "ours_h264.ts"), "ffmpeg": x264_settings(ff_out)}
+            if frame_runs:
+                x264["ours_frame_threads"] = x264_settings(scratch / "frame" / "ours_h264.ts")
     ours_out = scratch / ("ours_copy.ts" if kind == "copy" else "ours_h264.ts")
     result = {
         "reps": reps,
