@@ -38,6 +38,8 @@ TRANSIENT_S3_ERRORS = (
     botocore.exceptions.ConnectionClosedError,
     botocore.exceptions.ConnectTimeoutError,
     botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.IncompleteReadError,
 )
 SERVER_ERROR_CODES = {"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"}
 
@@ -215,7 +217,12 @@ def download_keys(*, client, location: S3Location, keys: list[str], path_for, on
             path.parent.mkdir(parents=True, exist_ok=True)
             part = path.with_name(path.name + ".part")
             try:
-                client.download_file(location.bucket, location.key(key), str(part))
+                # one GET per segment, streamed to the file (s3transfer's download_file sends a HEAD
+                # before each GET: twice the requests for segments of a few hundred kB)
+                body = client.get_object(Bucket=location.bucket, Key=location.key(key))["Body"]
+                with open(part, "wb") as handle:
+                    for chunk in body.iter_chunks(1 << 20):
+                        handle.write(chunk)
             except botocore.exceptions.ClientError as exc:
                 part.unlink(missing_ok=True)
                 if is_not_found(exc):

@@ -57,7 +57,7 @@ app.conf.update(
         "exports.download": {"queue": QUEUE_MEDIA_IO},
         "exports.cut": {"queue": QUEUE_MEDIA_CPU},
         "exports.encode": {"queue": QUEUE_MEDIA_CPU},
-        "exports.thumbnail": {"queue": QUEUE_MEDIA_CPU},
+        "exports.thumbnail": {"queue": QUEUE_MEDIA_IO},
         "exports.upload": {"queue": QUEUE_MEDIA_IO},
         "exports.getthumbnail": {"queue": QUEUE_MEDIA_CPU},
         "exports.*": {"queue": QUEUE_DEFAULT},

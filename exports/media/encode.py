@@ -62,10 +62,12 @@ def available_hw_encoder(codec: str) -> str | None:
 
 def _encoder_options(name: str, preset: str, crf: int, fps: Fraction | None) -> dict[str, str]:
     gop = str(int(round(float(fps) * 2))) if fps else "50"
+    # frame threads, as the ffmpeg command line uses: PyAV opens encoders with slice threads,
+    # which parallelise worse (bench: 1.03x -> 0.98x of ffmpeg's wall time for a 720p H.264 clip)
     if name == "libx264":
-        return {"preset": preset, "crf": str(crf), "g": gop}
+        return {"preset": preset, "crf": str(crf), "g": gop, "thread_type": "frame"}
     if name == "libx265":
-        return {"preset": preset, "crf": str(crf), "g": gop, "x265-params": "log-level=error"}
+        return {"preset": preset, "crf": str(crf), "g": gop, "x265-params": "log-level=error", "thread_type": "frame"}
     # nvenc
     return {"preset": _NVENC_PRESET.get(preset, preset if preset.startswith("p") else "p4"), "rc": "vbr",
             "cq": str(crf), "b": "0", "g": gop}
