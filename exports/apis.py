@@ -154,16 +154,16 @@ class ExportCreateApi(APIView):
 class ExportDetailApi(APIView):
     error_family = EXPORT_ERRORS
 
-    def _export(self, request, task_id: str):
+    def _export(self, request, task_id: str, *, for_response: bool = False):
         authenticate(request)
-        export = export_get(task_id=task_id)
+        export = export_get(task_id=task_id, for_response=for_response)
         if export is None:
             raise NotFound(f"TaskId: no export {task_id}")
         return export
 
     @extend_schema(operation_id="export_get", responses=EXPORT_RESPONSES | {404: ExportOutputSerializer})
     def get(self, request, task_id: str):
-        return Response(export_response(self._export(request, task_id)))
+        return Response(export_response(self._export(request, task_id, for_response=True)))
 
     @extend_schema(operation_id="export_cancel", responses=EXPORT_RESPONSES | {404: ExportOutputSerializer})
     def delete(self, request, task_id: str):

@@ -8,8 +8,16 @@ from exports.models import Export
 VERSION = "v1"
 
 
-def export_get(*, task_id: str) -> Export | None:
-    return Export.objects.filter(task_id=task_id).first()
+# what export_response reads: a poll loads these columns only
+RESPONSE_FIELDS = ("task_id", "status", "stage", "progress", "error_code", "error_message", "image_path",
+                   "video_path", "lack_ms", "created_at", "started_at")
+
+
+def export_get(*, task_id: str, for_response: bool = False) -> Export | None:
+    exports = Export.objects.filter(task_id=task_id).order_by()  # unique: no ordering needed
+    if for_response:
+        exports = exports.only(*RESPONSE_FIELDS)
+    return next(iter(exports[:1]), None)
 
 
 def empty_response() -> dict:

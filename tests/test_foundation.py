@@ -100,3 +100,16 @@ def test_healthz_is_503_naming_the_media_queues_when_no_worker_answers(tmp_path)
     assert result["status"] == 503
     assert "queue media.io: no worker answers" in result["body"]["down"]
     assert "queue media.cpu: no worker answers" in result["body"]["down"]
+
+
+@pytest.mark.django_db
+def test_a_cached_session_is_refused_once_it_expires():
+    import time
+
+    from resourced.sessions import session_create
+
+    _session, session_id = session_create(userid="short@example.com", ttl_seconds=2)
+    assert session_user(session_id=session_id) == "short@example.com"  # now cached
+    time.sleep(2.1)
+    with pytest.raises(SessionError):
+        session_user(session_id=session_id)
