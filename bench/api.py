@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import BENCH_VAR, log, loadavg
+from bench.common import log, loadavg
 from bench.stack import BenchStack
 
 ROOT = Path(__file__).resolve().parent.parent

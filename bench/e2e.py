@@ -10,19 +10,17 @@ body bytes it sent), against the bytes of the init segments and the segments tha
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import threading
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 
 import requests
 
-from bench.common import BENCH_VAR, PY, loadavg, log, median, ratio
+from bench.common import BENCH_VAR, loadavg, log, median, ratio
 from bench.stack import DEST_BUCKET, IMGBED_BUCKET, ORIGIN_MS, SOURCE_BUCKET, BenchStack
 
 START_MS = 301_500

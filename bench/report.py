@@ -39,7 +39,7 @@ def rows(r: dict) -> list[list[str]]:
                         _f(k["ratio_rss"]), "", ""])
             w = k.get("whatif_frame_threads")
             if w:
-                out.append([f"  what-if x264 frame threads: wall / CPU / RSS", f"{_f(w['call_s'], ' s')} / {_f(w['cpu_s'], ' s')} / "
+                out.append(["  what-if x264 frame threads: wall / CPU / RSS", f"{_f(w['call_s'], ' s')} / {_f(w['cpu_s'], ' s')} / "
                             f"{_f(w['peak_rss_mb'], ' MB', 0)}", "", f"{_f(w['ratio_wall'])} / {_f(w['ratio_cpu'])} / "
                             f"{_f(w['ratio_rss'])}", f"≤ {target}", _verdict(w["ratio_wall"], target)])
     x = r.get("e2e")

@@ -7,14 +7,11 @@ worker (media.cpu), both with the same RESOURCED_WORKER_HOSTNAME and EXPORT_WORK
 """
 from __future__ import annotations
 
-import base64
 import json
-import os
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +20,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests import mediagen  # noqa: E402
-from tests.servers import BIN, PostgresServer, RedisServer, free_port, pool_children, stop_process, wait_for_port  # noqa: E402
+from tests.servers import (  # noqa: E402
+    BIN, PostgresServer, RedisServer, free_port, pool_children, production_env, stop_process, wait_for_port,
+)
 
 ORIGIN_MS = int(mediagen.DEFAULT_ORIGIN.timestamp() * 1000)
 SOURCE_BUCKET = "recordings"
@@ -111,26 +110,11 @@ class BenchStack:
         self.postgres = PostgresServer(base)
         self.redis = RedisServer(base)
         self.s3 = CountingS3(self.logs)
-        self.env = dict(
-            os.environ,
-            DJANGO_SETTINGS_MODULE="resourced.settings.production",
-            DJANGO_SECRET_KEY="bench-" + uuid.uuid4().hex,
-            DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-            DJANGO_SECURE_COOKIES="false",
-            DATABASE_URL=self.postgres.url,
-            CELERY_BROKER_URL=self.redis.url,
-            RESOURCED_S3_ENDPOINT_URL=self.s3.url,
-            AWS_ACCESS_KEY_ID="bench-access",
-            AWS_SECRET_ACCESS_KEY="bench-secret",
-            EXPORT_CREDENTIALS_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),
-            CALLBACK_SECRET="bench-callback-secret",
-            FLOWER_BASIC_AUTH="ops:ops",
-            RESOURCED_VAR_DIR=str(base / "var"),
-            PROMETHEUS_MULTIPROC_DIR=str(base / "var" / "prometheus"),
-            EXPORT_WORK_DIR=str(self.work_dir),
-            EXPORT_SATURATION_LIMIT="1000000000",
-            LOG_JSON="true",
-            PYTHONUNBUFFERED="1",
+        self.env = production_env(
+            base, database_url=self.postgres.url, broker_url=self.redis.url, s3_url=self.s3.url,
+            AWS_ACCESS_KEY_ID="bench-access", AWS_SECRET_ACCESS_KEY="bench-secret",
+            PROMETHEUS_MULTIPROC_DIR=base / "var" / "prometheus", EXPORT_WORK_DIR=self.work_dir,
+            EXPORT_SATURATION_LIMIT=1000000000, LOG_JSON="true",
         )
         (base / "var" / "prometheus").mkdir(parents=True, exist_ok=True)
         self.manage("migrate", "--noinput", "-v", "0")

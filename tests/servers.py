@@ -275,3 +275,32 @@ def pool_children(pid: int) -> list[int]:
             if ppid == pid:
                 children.append(int(entry.name))
     return children
+
+
+def production_env(base: Path, *, database_url: str, broker_url: str, s3_url: str,
+                   settings_module: str = "resourced.settings.production", **extra) -> dict:
+    """The environment a production process needs (every secret production.py requires, fresh
+    throwaway values), for a stack whose state lives under `base`."""
+    import base64
+    import uuid
+
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE=settings_module,
+        DJANGO_SECRET_KEY="throwaway-" + uuid.uuid4().hex,
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DJANGO_SECURE_COOKIES="false",
+        DATABASE_URL=database_url,
+        CELERY_BROKER_URL=broker_url,
+        RESOURCED_S3_ENDPOINT_URL=s3_url,
+        AWS_ACCESS_KEY_ID="service-access",
+        AWS_SECRET_ACCESS_KEY="service-secret",
+        EXPORT_CREDENTIALS_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        CALLBACK_SECRET="throwaway-callback-secret",
+        FLOWER_BASIC_AUTH="ops:ops",
+        RESOURCED_VAR_DIR=str(base / "var"),
+        EXPORT_WORK_DIR=str(base / "work"),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({key: str(value) for key, value in extra.items()})
+    return env

@@ -5,8 +5,6 @@ These tests talk to the service over HTTP and read its database with psycopg; th
 Django test database of the rest of the suite.
 """
 
-import base64
-import os
 import subprocess
 import sys
 import time
@@ -29,6 +27,7 @@ from tests.servers import (
     S3Server,
     Worker,
     find_postgres_bin,
+    production_env,
 )
 
 pytestmark = pytest.mark.production
@@ -56,35 +55,13 @@ class Stack:
         self.redis = RedisServer(base)
         self.s3 = S3Server(self.logs)
         self.proxy = FaultProxy(self.s3.url)
-        fernet_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
-        self.env = dict(
-            os.environ,
-            DJANGO_SETTINGS_MODULE="resourced.settings.faults",
-            DJANGO_SECRET_KEY="prod-test-" + uuid.uuid4().hex,
-            DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-            DJANGO_SECURE_COOKIES="false",
-            DATABASE_URL=self.postgres.url,
-            CELERY_BROKER_URL=self.redis.url,
-            RESOURCED_S3_ENDPOINT_URL=self.proxy.url,
-            AWS_ACCESS_KEY_ID="service-access",
-            AWS_SECRET_ACCESS_KEY="service-secret",
-            EXPORT_CREDENTIALS_KEYS=fernet_key,
-            CALLBACK_SECRET="prod-callback-secret",
-            FLOWER_BASIC_AUTH="ops:ops",
-            RESOURCED_VAR_DIR=str(base / "var"),
-            EXPORT_WORK_DIR=str(base / "work"),
-            EXPORT_STALE_SECONDS="8",
-            EXPORT_SWEEP_INTERVAL_SECONDS="2",
-            EXPORT_HEARTBEAT_SECONDS="1",
-            EXPORT_MAX_ATTEMPTS="3",
-            CELERY_VISIBILITY_TIMEOUT="60",
-            CELERY_TASK_TIME_LIMIT="50",
-            CELERY_TASK_SOFT_TIME_LIMIT="45",
-            S3_CONNECT_TIMEOUT="2",
-            S3_READ_TIMEOUT="2",
-            S3_MAX_ATTEMPTS="3",
+        self.env = production_env(
+            base, database_url=self.postgres.url, broker_url=self.redis.url, s3_url=self.proxy.url,
+            settings_module="resourced.settings.faults",
+            EXPORT_STALE_SECONDS=8, EXPORT_SWEEP_INTERVAL_SECONDS=2, EXPORT_HEARTBEAT_SECONDS=1,
+            EXPORT_MAX_ATTEMPTS=3, CELERY_VISIBILITY_TIMEOUT=60, CELERY_TASK_TIME_LIMIT=50,
+            CELERY_TASK_SOFT_TIME_LIMIT=45, S3_CONNECT_TIMEOUT=2, S3_READ_TIMEOUT=2, S3_MAX_ATTEMPTS=3,
             LOG_JSON="false",
-            PYTHONUNBUFFERED="1",
         )
         self.manage("migrate", "--noinput", "-v", "0")
         self.manage("ensurebuckets")
