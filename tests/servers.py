@@ -21,6 +21,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval: float = 0.2):
+    """predicate()'s first truthy value, polled every `interval` s; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not true after {timeout} s")
+
+
 def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -6,7 +6,6 @@ stale-export sweep starts it again from download, and it completes once, on the 
 """
 
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from exports.tasks import sweep_stale
 from resourced.celery import QUEUE_MEDIA_IO, app
 from tests.deploy.conftest import set_consuming
 from tests.exports.conftest import ORIGIN_MS, export_body, poll
-from tests.servers import ROOT
+from tests.servers import ROOT, wait_for
 
 URL = "/resource/v1/i/export-to-s3dir"
 STAGES = {"download", "cut", "encode", "thumbnail", "upload"}
@@ -29,16 +28,6 @@ def submit(api, body) -> str:
     answer = api.post(URL, body, format="json").json()
     assert answer["ErrorCode"] == 1, answer
     return answer["TaskId"]
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def host_queues_declared(consumes: str) -> set[str]:
@@ -143,7 +132,7 @@ def test_a_host_lost_mid_export_is_recovered_by_the_sweep_on_the_other_host(api,
         assert export.status != Export.Status.READY, "the export finished before its host could be stopped"
         return export if export.host and export.stage in ("cut", "encode", "thumbnail") else None
 
-    export = wait_for(past_download, 120, "export past its download")
+    export = wait_for(past_download, 120, "export past its download", interval=0.05)
     lost = two_hosts[export.host]
     (survivor,) = (host for name, host in two_hosts.items() if name != lost.name)
     lost.kill()

@@ -47,16 +47,6 @@ RESTORE_TIMEOUT_SECONDS = 10
 CALLBACK_RETRY_SECONDS = 8
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not true after {timeout} s")
-
-
 def _stop_quickly(worker: Worker, grace: float = 5.0) -> None:
     """SIGTERM, then SIGKILL after `grace` seconds (a warm shutdown can hang for many seconds)."""
     process = worker.process

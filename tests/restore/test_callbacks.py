@@ -13,7 +13,8 @@ from restore import callbacks as http_callbacks
 from restore.callbacks import address_problem, resolve_checked, verify_signature
 from restore.models import Callback, CallbackDelivery, RestoreJob
 from restore.services import callback_create, callback_deliver, callback_redeliver, restore_job_create
-from tests.restore.conftest import CALLBACK_RETRY_SECONDS, wait_for
+from tests.restore.conftest import CALLBACK_RETRY_SECONDS
+from tests.servers import wait_for
 
 
 def make_job(callback_url: str, files=("warm/a.ts",), bucket: str = "recordings") -> RestoreJob:

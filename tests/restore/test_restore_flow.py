@@ -6,7 +6,8 @@ import pytest
 
 from resourced.storage_info import encode_storage_info
 from restore.models import Callback, CallbackDelivery, ReceivedCallback, RestoreFile, RestoreJob
-from tests.restore.conftest import RESTORE_TIMEOUT_SECONDS, hold_restores_forever, wait_for
+from tests.restore.conftest import RESTORE_TIMEOUT_SECONDS, hold_restores_forever
+from tests.servers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
