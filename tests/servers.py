@@ -61,44 +61,51 @@ def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
     process.wait()
 
 
-class S3Server:
+class LoggedProcess:
+    """A server process in its own process group, its output in a log file."""
+
+    stop_timeout = 15.0
+
+    def _spawn(self, argv: list[str], log_path: Path, env: dict | None = None) -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        stop_process(self.process, timeout=self.stop_timeout)
+        self.log.close()
+
+
+class S3Server(LoggedProcess):
     """moto's S3 server, which speaks the S3 HTTP API (multipart, storage classes, restore)."""
 
     def __init__(self, log_dir: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log_dir / f"s3-{self.port}.log", "wb")
-        self.process = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self._spawn([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)], log_dir / f"s3-{self.port}.log")
         wait_for_port(self.port, 30, self.process)
 
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.log.close()
 
-
-class Worker:
+class Worker(LoggedProcess):
     """A real Celery worker process (prefork pool) consuming the given queues."""
+
+    stop_timeout = 10.0
 
     def __init__(self, env: dict, log_dir: Path, *, hostname: str = "testhost",
                  queues: str = "default,media.io,media.cpu,restore,callbacks", concurrency: int = 2,
                  extra_args: tuple[str, ...] = ()):
         self.hostname = hostname
         self.env = dict(env, RESOURCED_WORKER_HOSTNAME=hostname)
-        self.log_path = log_dir / f"worker-{hostname}-{time.monotonic_ns()}.log"
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
+        self._spawn(
             [str(BIN / "celery"), "-A", "resourced", "worker", "-l", "INFO", "-n", f"w@{hostname}",
              "-Q", queues, "-c", str(concurrency), "-E", "--without-mingle", "--without-gossip", *extra_args],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            log_dir / f"worker-{hostname}-{time.monotonic_ns()}.log",
+            self.env,
         )
 
     @property
@@ -118,14 +125,6 @@ class Worker:
             if replies:
                 return
         raise TimeoutError(f"worker {self.nodename} did not answer within {timeout} s:\n{self.read_log()[-3000:]}")
-
-    def read_log(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout=10)
-        self.log.close()
 
 
 # --- production parts: PostgreSQL, Redis, gunicorn, beat ------------------------------------------
@@ -233,44 +232,19 @@ class RedisServer:
         return data
 
 
-class Gunicorn:
+class Gunicorn(LoggedProcess):
     def __init__(self, env: dict, log_dir: Path, workers: int = 2, threads: int = 4, app: str = "resourced.wsgi"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"gunicorn-{self.port}.log"
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), app, "-b", f"127.0.0.1:{self.port}", "-w", str(workers),
-             "--threads", str(threads), "--access-logfile", "-"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        self._spawn([str(BIN / "gunicorn"), app, "-b", f"127.0.0.1:{self.port}", "-w", str(workers),
+                     "--threads", str(threads), "--access-logfile", "-"], log_dir / f"gunicorn-{self.port}.log", env)
         wait_for_port(self.port, 60, self.process)
 
-    def read_log(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
 
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.log.close()
-
-
-class Beat:
+class Beat(LoggedProcess):
     def __init__(self, env: dict, log_dir: Path):
-        self.log_path = log_dir / f"beat-{time.monotonic_ns()}.log"
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "resourced", "beat", "-l", "INFO"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def read_log(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.log.close()
+        self._spawn([str(BIN / "celery"), "-A", "resourced", "beat", "-l", "INFO"],
+                    log_dir / f"beat-{time.monotonic_ns()}.log", env)
 
 
 def pool_children(pid: int) -> list[int]:
