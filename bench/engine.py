@@ -4,14 +4,16 @@ A 60 s clip of the 10-minute 720p DASH recording, from the same local files:
   copy:  ours = load_recording + select_segments + cut_clip (stream copy, MPEG-TS)
          ffmpeg -ss S -i manifest.mpd -t 60 -map 0:v:0 -map 0:a:0 -c copy out.ts
   h264:  ours = cut_clip to an intermediate + encode_clip (libx264 veryfast, crf 23, g 50, threads auto),
-         as the pipeline's cut and encode steps do
+         as the pipeline's cut and encode steps do (two passes)
+         one pass: encode_selection, the same encode read straight from the segments (no intermediate),
+         measured in the same alternation as a third variant (--no-one-pass to skip it)
          ffmpeg -ss S -i manifest.mpd -t 60 ... -c:v libx264 -preset veryfast -crf 23 -g 50 -threads 0 -c:a copy
 Each run is a fresh process (its peak RSS and CPU time from os.wait4), ours and ffmpeg alternate,
 medians are reported. Ours is timed two ways: the engine call inside the process (what a warm
 worker pays) and the whole process (interpreter + imports included); the ratio uses the call.
 
-    python -m bench.engine [--copy-reps 7] [--h264-reps 5]
-    python -m bench.engine one {copy,h264} RECDIR OUTDIR START_MS DURATION_MS [--profile FILE]
+    python -m bench.engine [--copy-reps 7] [--h264-reps 5] [--no-one-pass]
+    python -m bench.engine one {copy,h264,h264-1pass} RECDIR OUTDIR START_MS DURATION_MS [--profile FILE]
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from bench.common import BENCH_VAR, PY, loadavg, log, median, ratio, run_measure
 START_MS = 301_500  # mid-GOP: the copy starts on the keyframe before, the encode on the exact frame
 DURATION_MS = 60_000
 PRESET, CRF, GOP = "veryfast", 23, 50
+OUT_NAME = {"copy": "ours_copy.ts", "h264": "ours_h264.ts", "h264-1pass": "ours_h264_1pass.ts"}
 
 
 # --- the child: one run of ours ------------------------------------------------------------------
@@ -55,12 +58,18 @@ def one(kind: str, recdir: str, outdir: str, start_ms: float, duration_ms: float
         files = {key: str(rec_dir / key) for key in selection.keys()}
         t1 = time.perf_counter()
         timings["select_s"] = t1 - t0
+        if kind == "h264-1pass":
+            info = media.encode_selection(selection=selection, files=files, out_path=str(out_dir / OUT_NAME[kind]),
+                                          codec="h264", container="ts", preset=PRESET, crf=CRF, threads=0)
+            timings["encode_s"] = time.perf_counter() - t1
+            timings["call_s"] = time.perf_counter() - t0
+            return info, timings
         cut_out = out_dir / ("ours_copy.ts" if kind == "copy" else "intermediate.ts")
         info = media.cut_clip(selection=selection, files=files, out_path=str(cut_out), container="ts")
         t2 = time.perf_counter()
         timings["cut_s"] = t2 - t1
         if kind == "h264":
-            info = media.encode_clip(src_path=str(cut_out), out_path=str(out_dir / "ours_h264.ts"), codec="h264",
+            info = media.encode_clip(src_path=str(cut_out), out_path=str(out_dir / OUT_NAME[kind]), codec="h264",
                                      container="ts", trim_start_ms=info.lead_ms, duration_ms=duration_ms,
                                      preset=PRESET, crf=CRF, threads=0)
             timings["encode_s"] = time.perf_counter() - t2
@@ -136,25 +145,42 @@ def ours_argv(kind: str, recdir: Path, outdir: Path, profile: str | None = None,
     return argv + (["--profile", profile] if profile else []) + (["--frame-threads"] if frame_threads else [])
 
 
-def measure(kind: str, reps: int, manifest: Path, scratch: Path, whatif: bool = False) -> dict:
-    """Alternating runs; with `whatif` (H.264) a third variant, ours with x264 frame threads."""
+def _ours_summary(runs: list[dict], out: Path) -> dict:
+    return {
+        "call_s": median([r["call_s"] for r in runs]),
+        "process_wall_s": median([r["wall_s"] for r in runs]),
+        "cpu_s": median([r["cpu_s"] for r in runs]),
+        "peak_rss_mb": median([r["peak_rss_mb"] for r in runs]),
+        "parts_s": {k: median([r["parts"].get(k) for r in runs]) for k in runs[0]["parts"]},
+        "output": probe(out),
+    }
+
+
+def measure(kind: str, reps: int, manifest: Path, scratch: Path, whatif: bool = False,
+            one_pass: bool = False) -> dict:
+    """Alternating runs; with `whatif` (H.264) a variant with x264 frame threads, with `one_pass` (H.264)
+    a variant encoding straight from the segments (encode_selection) instead of cut + encode."""
     recdir = manifest.parent
-    ours_runs, ff_runs, frame_runs = [], [], []
+    ours_runs, ff_runs, frame_runs, one_runs = [], [], [], []
     ff_out = scratch / f"ffmpeg_{kind}.ts"
     # warm-up (page cache, first-run costs), not counted
     run_measured(ours_argv(kind, recdir, scratch), cwd=ROOT)
     run_measured(ffmpeg_argv(kind, manifest, ff_out, START_MS, DURATION_MS))
+    if one_pass:
+        run_measured(ours_argv("h264-1pass", recdir, scratch), cwd=ROOT)
     for i in range(reps):
-        order = ["ours", "ffmpeg"] + (["frame"] if whatif else [])
+        order = ["ours", "ffmpeg"] + (["one"] if one_pass else []) + (["frame"] if whatif else [])
         order = order[i % len(order):] + order[:i % len(order)]
         for who in order:
-            if who in ("ours", "frame"):
+            if who in ("ours", "frame", "one"):
                 out_dir = scratch / "frame" if who == "frame" else scratch
-                r = run_measured(ours_argv(kind, recdir, out_dir, frame_threads=who == "frame"), cwd=ROOT)
+                argv = ours_argv("h264-1pass" if who == "one" else kind, recdir, out_dir,
+                                 frame_threads=who == "frame")
+                r = run_measured(argv, cwd=ROOT)
                 child = json.loads(r["stdout"].strip().splitlines()[-1])
                 r.update(call_s=child["timings"]["call_s"], parts=child["timings"])
                 r.pop("stdout")
-                (ours_runs if who == "ours" else frame_runs).append(r)
+                {"ours": ours_runs, "frame": frame_runs, "one": one_runs}[who].append(r)
             else:
                 r = run_measured(ffmpeg_argv(kind, manifest, ff_out, START_MS, DURATION_MS))
                 r.pop("stdout")
@@ -162,22 +188,18 @@ def measure(kind: str, reps: int, manifest: Path, scratch: Path, whatif: bool = 
         log(f"engine {kind} rep {i + 1}/{reps}: ours {ours_runs[-1]['call_s']:.2f} s "
             f"(process {ours_runs[-1]['wall_s']:.2f} s, CPU {ours_runs[-1]['cpu_s']:.2f} s), ffmpeg "
             f"{ff_runs[-1]['wall_s']:.2f} s (CPU {ff_runs[-1]['cpu_s']:.2f} s)"
+            + (f", ours in one pass {one_runs[-1]['call_s']:.2f} s (CPU {one_runs[-1]['cpu_s']:.2f} s)"
+               if one_runs else "")
             + (f", ours with frame threads {frame_runs[-1]['call_s']:.2f} s" if frame_runs else ""))
         if kind == "h264" and i == 0:
-            x264 = {"ours": x264_settings(scratch / "ours_h264.ts"), "ffmpeg": x264_settings(ff_out)}
+            x264 = {"ours": x264_settings(scratch / OUT_NAME["h264"]), "ffmpeg": x264_settings(ff_out)}
+            if one_runs:
+                x264["ours_one_pass"] = x264_settings(scratch / OUT_NAME["h264-1pass"])
             if frame_runs:
                 x264["ours_frame_threads"] = x264_settings(scratch / "frame" / "ours_h264.ts")
-    ours_out = scratch / ("ours_copy.ts" if kind == "copy" else "ours_h264.ts")
     result = {
         "reps": reps,
-        "ours": {
-            "call_s": median([r["call_s"] for r in ours_runs]),
-            "process_wall_s": median([r["wall_s"] for r in ours_runs]),
-            "cpu_s": median([r["cpu_s"] for r in ours_runs]),
-            "peak_rss_mb": median([r["peak_rss_mb"] for r in ours_runs]),
-            "parts_s": {k: median([r["parts"].get(k) for r in ours_runs]) for k in ours_runs[0]["parts"]},
-            "output": probe(ours_out),
-        },
+        "ours": _ours_summary(ours_runs, scratch / OUT_NAME[kind]),
         "ffmpeg": {
             "wall_s": median([r["wall_s"] for r in ff_runs]),
             "cpu_s": median([r["cpu_s"] for r in ff_runs]),
@@ -186,13 +208,21 @@ def measure(kind: str, reps: int, manifest: Path, scratch: Path, whatif: bool = 
             "argv": " ".join(ffmpeg_argv(kind, Path("manifest.mpd"), Path("out.ts"), START_MS, DURATION_MS)),
         },
         "x264": x264 if kind == "h264" else None,
-        "runs": {"ours": ours_runs, "ffmpeg": ff_runs, "ours_frame_threads": frame_runs},
+        "runs": {"ours": ours_runs, "ffmpeg": ff_runs, "ours_frame_threads": frame_runs, "ours_one_pass": one_runs},
         "loadavg_after": loadavg(),
     }
     result["ratio_wall"] = ratio(result["ours"]["call_s"], result["ffmpeg"]["wall_s"])
     result["ratio_wall_process"] = ratio(result["ours"]["process_wall_s"], result["ffmpeg"]["wall_s"])
     result["ratio_cpu"] = ratio(result["ours"]["cpu_s"], result["ffmpeg"]["cpu_s"])
     result["ratio_rss"] = ratio(result["ours"]["peak_rss_mb"], result["ffmpeg"]["peak_rss_mb"])
+    if one_runs:
+        o = _ours_summary(one_runs, scratch / OUT_NAME["h264-1pass"])
+        o["ratio_wall"] = ratio(o["call_s"], result["ffmpeg"]["wall_s"])
+        o["ratio_wall_process"] = ratio(o["process_wall_s"], result["ffmpeg"]["wall_s"])
+        o["ratio_cpu"] = ratio(o["cpu_s"], result["ffmpeg"]["cpu_s"])
+        o["ratio_rss"] = ratio(o["peak_rss_mb"], result["ffmpeg"]["peak_rss_mb"])
+        o["ratio_wall_vs_two_pass"] = ratio(o["call_s"], result["ours"]["call_s"])
+        result["one_pass"] = o
     if frame_runs:
         w = {"call_s": median([r["call_s"] for r in frame_runs]), "cpu_s": median([r["cpu_s"] for r in frame_runs]),
              "peak_rss_mb": median([r["peak_rss_mb"] for r in frame_runs])}
@@ -218,6 +248,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--h264-reps", type=int, default=5)
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-whatif", action="store_true", help="skip the x264 frame-threads variant")
+    parser.add_argument("--no-one-pass", action="store_true", help="skip the one-pass H.264 variant (encode_selection)")
+    parser.add_argument("--kinds", default="copy,h264", help="which measurements (comma-separated: copy, h264)")
     args = parser.parse_args(argv)
     from bench import recordings
 
@@ -227,8 +259,12 @@ def main(argv=None) -> dict:
     scratch.mkdir(parents=True)
     results = {"clip": {"start_ms": START_MS, "duration_ms": DURATION_MS, "recording": manifest.parent.name},
                "import_only_peak_rss_mb": baseline_rss()}
+    kinds = [k for k in args.kinds.split(",") if k]
     for kind, reps in (("copy", args.copy_reps), ("h264", args.h264_reps)):
-        results[kind] = measure(kind, reps, manifest, scratch, whatif=kind == "h264" and not args.no_whatif)
+        if kind not in kinds:
+            continue
+        results[kind] = measure(kind, reps, manifest, scratch, whatif=kind == "h264" and not args.no_whatif,
+                                one_pass=kind == "h264" and not args.no_one_pass)
         results[kind]["target"] = TARGETS[kind]
         missed = (results[kind]["ratio_wall"] or 0) > TARGETS[kind] or (results[kind]["ratio_rss"] or 0) > 1.0
         if missed and not args.no_profile:
@@ -245,7 +281,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "one":
         p = argparse.ArgumentParser()
         p.add_argument("cmd")
-        p.add_argument("kind", choices=["copy", "h264"])
+        p.add_argument("kind", choices=sorted(OUT_NAME))
         p.add_argument("recdir")
         p.add_argument("outdir")
         p.add_argument("start_ms", type=float)

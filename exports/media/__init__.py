@@ -21,7 +21,7 @@ __all__ = [
 ]
 from ._common import ClipInfo
 from .cut import cut_clip
-from .encode import available_hw_encoder, encode_clip
+from .encode import available_hw_encoder, encode_clip, encode_selection
 from .probe import probe
 from .thumbnail import thumbnail, thumbnail_from_selection
 
@@ -29,6 +29,7 @@ __all__ += [
     "ClipInfo",
     "cut_clip",
     "encode_clip",
+    "encode_selection",
     "available_hw_encoder",
     "thumbnail",
     "thumbnail_from_selection",

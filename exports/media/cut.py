@@ -212,6 +212,12 @@ def _gop_end(gop: list[Pkt]) -> float:
 
 
 def _copy(sources, w: _Writer, start_ms: float, end_ms: float, *, has_video: bool, smart=None) -> float:
+    """Route the sources' packets, merged in recording time, from the keyframe at or before
+    start_ms (or after a hole the start lies in) up to end_ms into `w`; return lead_ms.
+
+    `w` is a _Writer, or anything with its interface (``write(Pkt)``, ``base_ms``, ``count``,
+    ``video_bsf``): encode_selection passes a sink that decodes the packets instead of muxing.
+    """
     merged = heapq.merge(*(s.packets() for s in sources), key=lambda p: p.rt_dts)
     committed = False
     start_pts = 0.0  # recording time where the output begins (keyframe pts)

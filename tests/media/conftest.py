@@ -90,3 +90,9 @@ def hevc_hls(store):
 @pytest.fixture(scope="session")
 def hevc_dash(store):
     return _gen(store, "hevc-dash", mediagen.make_dash, duration_s=6, vcodec="libx265")
+
+
+@pytest.fixture(scope="session")
+def hls_mp2(store):
+    """6 s HLS with MP2 audio (re-encoded to AAC when encoding)."""
+    return _gen(store, "hls-mp2", mediagen.make_hls, duration_s=6, acodec="mp2")
