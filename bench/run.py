@@ -5,7 +5,7 @@
 --quick: fewer repetitions (engine 3/2, e2e 2/1, 6 exports at once), for a smoke run.
 Order: the media engine alone (nothing else of ours running), then one production stack for the
 export latency and bytes, 20 exports at once (as is, then the depth-first what-if), the API
-(workers stopped), the API and download what-ifs, and the py-spy profiles of the API.
+(workers stopped), the API what-if, and the py-spy profiles of the API.
 """
 from __future__ import annotations
 
@@ -99,20 +99,6 @@ def main() -> int:
                 results["scale"] = e2e.scale(stack, live_path, count=reps["scale"], kind="h264", cpu_slots=CPU_SLOTS,
                                              io_slots=IO_SLOTS, single_latency_s=single)
             stack.stop_workers()
-            if "whatif" not in skip:
-                # the same measurements with the fixes bench/ proposes patched into the workers
-                # (bench/whatif_worker.py: F3 one GET per segment, F4 x264 frame threads, F5 cpu steps
-                # of an export in one task), against the same baseline again
-                stack.start_workers(io=IO_SLOTS, cpu=CPU_SLOTS, app="bench.whatif_worker")
-                if "e2e" not in skip:
-                    log("what-if: export latency with the proposed fixes")
-                    results["e2e_whatif"] = e2e.latency(stack, live_path, manifest,
-                                                        {"copy": reps["e2e_copy"], "h264": max(1, reps["e2e_h264"] - 1)})
-                if "scale" not in skip:
-                    log(f"what-if: {reps['scale']} H.264 exports at once with the proposed fixes")
-                    results["scale_whatif"] = e2e.scale(stack, live_path, count=reps["scale"], kind="h264",
-                                                        cpu_slots=CPU_SLOTS, io_slots=IO_SLOTS, single_latency_s=single)
-                stack.stop_workers()
             if not ready:
                 stack.start_workers(io=IO_SLOTS, cpu=CPU_SLOTS)
                 r = e2e.ours_once(stack, live_path, "copy")
@@ -125,8 +111,6 @@ def main() -> int:
             if "whatif" not in skip:
                 data = {"ready": ready, "session_id": stack.session_id, "live_path": live_path, "s3_url": stack.s3.url,
                         "start_ms": e2e.START_MS, "duration_ms": e2e.DURATION_MS}
-                log("what-if: segment download with one GET per segment")
-                results["whatif_download"] = whatif(stack, "download", data)
                 log("what-if: API per-request cost with a session cache / without connection health checks")
                 results["whatif_api"] = whatif(stack, "api", data)
             if "api" not in skip:

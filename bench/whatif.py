@@ -2,7 +2,6 @@
 (the service code is not changed). Run by bench/run.py in a child with the stack's environment:
 
     python -m bench.whatif api INPUT.json        # per-request cost of poll / re-post / submit
-    python -m bench.whatif download INPUT.json   # segment download: HEAD+GET per key vs one GET
 
 INPUT.json: {"ready": [{"task_id", "body"}], "live_path": ..., "s3_url": ...}. Prints one JSON line.
 """
@@ -163,75 +162,8 @@ def api(data: dict, n: int = 150, blocks: int = 3) -> dict:
 
 
 # --- download -------------------------------------------------------------------------------------
-class SingleGetClient:
-    """Fix F3: fetch each segment with one GET (get_object, streamed to the file) instead of
-    s3transfer's download_file, which sends a HEAD for the size before its GET."""
-
-    def __init__(self, client):
-        self._client = client
-
-    def download_file(self, bucket, key, filename, *args, **kwargs):
-        body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
-        with open(filename, "wb") as fh:
-            for chunk in body.iter_chunks(1 << 20):
-                fh.write(chunk)
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
-
-
-def download(data: dict, reps: int = 5) -> dict:
-    _setup()
-    import shutil
-    import tempfile
-    import urllib.request
-
-    from django.conf import settings
-
-    from exports import media, pipeline
-    from resourced.s3 import S3Location
-
-    location = S3Location(bucket=settings.SOURCE_DEFAULT_BUCKET, region=settings.AWS_REGION)
-    client = location.client()
-    manifest = client.get_object(Bucket=location.bucket, Key=data["live_path"])["Body"].read()
-    base = data["live_path"].rsplit("/", 1)[0]
-    recording = media.load_recording(lambda key: manifest if key == data["live_path"] else
-                                     client.get_object(Bucket=location.bucket, Key=key)["Body"].read(), data["live_path"])
-    selection = media.select_segments(recording, data["start_ms"], data["start_ms"] + data["duration_ms"])
-    keys = selection.keys()
-    assert all(k.startswith(base) for k in keys)
-
-    def s3_requests(reset=False):
-        with urllib.request.urlopen(f"{data['s3_url']}/__bench__/requests", timeout=30) as a:
-            items = json.loads(a.read())
-        if reset:
-            urllib.request.urlopen(urllib.request.Request(f"{data['s3_url']}/__bench__/reset", method="POST")).read()
-        return items
-
-    out = {"keys": len(keys), "as_is": [], "single_get": []}
-    for i in range(reps):
-        for variant in (("as_is", "single_get") if i % 2 == 0 else ("single_get", "as_is")):
-            tmp = Path(tempfile.mkdtemp(prefix="whatif-dl-"))
-            s3_requests(reset=True)
-            c = client if variant == "as_is" else SingleGetClient(client)
-            t = time.perf_counter()
-            missing, count, size = pipeline.download_keys(client=c, location=location, keys=keys,
-                                                          path_for=lambda key: tmp / key)
-            seconds = time.perf_counter() - t
-            items = s3_requests()
-            out[variant].append({"seconds": seconds, "bytes": size, "requests": len(items),
-                                 "heads": sum(1 for x in items if x[0] == "HEAD")})
-            shutil.rmtree(tmp, ignore_errors=True)
-    for variant in ("as_is", "single_get"):
-        runs = out[variant]
-        out[variant] = {"seconds": statistics.median(r["seconds"] for r in runs), "requests": runs[0]["requests"],
-                        "heads": runs[0]["heads"], "bytes": runs[0]["bytes"]}
-    out["concurrency"] = settings.EXPORT_DOWNLOAD_CONCURRENCY
-    return out
-
-
 if __name__ == "__main__":
     what, path = sys.argv[1], sys.argv[2]
     data = json.loads(Path(path).read_text())
-    result = {"api": api, "download": download}[what](data)
+    result = {"api": api}[what](data)
     print("WHATIF " + json.dumps(result))

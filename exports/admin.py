@@ -14,11 +14,12 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from exports.errors import MEANINGS
 from exports.models import Export, Quota, Thumbnail
 from exports.services import export_cancel, export_retry
+from exports.stages import STAGE_NAMES
 from resourced.errors import ServiceError
 
-STAGES = ("download", "cut", "encode", "thumbnail", "upload")
 SECRET_FIELDS = ("dest_credentials",)
 
 
@@ -61,10 +62,7 @@ class ErrorCodeFilter(admin.SimpleListFilter):
     parameter_name = "error_code"
 
     def lookups(self, request, model_admin):
-        from resourced.dashboard import ERROR_CODES
-
-        codes = {1: "processing", 5: "ready", **ERROR_CODES}
-        return [(str(code), f"{code} {meaning}") for code, meaning in codes.items()]
+        return [(str(int(code)), f"{int(code)} {meaning}") for code, meaning in MEANINGS.items()]
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -145,7 +143,7 @@ class ExportAdmin(admin.ModelAdmin):
     @admin.display(description="stage timings (s)")
     def stage_timings(self, obj: Export) -> str:
         timings = obj.timings or {}
-        parts = [(stage, f"{timings[stage]:.2f}") for stage in STAGES if isinstance(timings.get(stage), (int, float))]
+        parts = [(stage, f"{timings[stage]:.2f}") for stage in STAGE_NAMES if isinstance(timings.get(stage), (int, float))]
         if not parts:
             return "–"
         return format_html_join(" · ", '<span title="{0}">{0} {1}</span>', parts)
@@ -180,7 +178,7 @@ class ExportAdmin(admin.ModelAdmin):
     @admin.display(description="stages")
     def timing_table(self, obj: Export) -> str:
         timings, hosts = obj.timings or {}, obj.step_hosts or {}
-        rows = [(stage, timings.get(stage, "–"), hosts.get(stage, "")) for stage in STAGES
+        rows = [(stage, timings.get(stage, "–"), hosts.get(stage, "")) for stage in STAGE_NAMES
                 if stage in timings or stage in hosts]
         if not rows:
             return "–"

@@ -1,4 +1,4 @@
-"""export-to-s3dir (design/api.md §1): thin views, one service call each."""
+"""export-to-s3dir (docs/api.md §1): thin views, one service call each."""
 
 import re
 
@@ -16,7 +16,7 @@ from exports.services import (
     parse_start_time,
     thumbnail_request,
 )
-from resourced.errors import ErrorFamily, NotFound, RESOURCE_ERRORS
+from resourced.errors import RESOURCE_ERRORS, ErrorFamily, NotFound
 from resourced.sessions import authenticate
 
 EXPORT_ERRORS = ErrorFamily(RESOURCE_ERRORS.code_key, RESOURCE_ERRORS.message_key, RESOURCE_ERRORS.codes,

@@ -1,22 +1,34 @@
 """Export services: submit (with idempotency and quotas), cancel, retry, and the state changes
 the pipeline makes. Services write; selectors read; the API calls one service per request."""
 
+import contextvars
 import hashlib
 import json
 import logging
 import re
 import shutil
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from exports.credentials import S3Credentials, encrypt_credentials, parse_export_s3_key
+from exports import steps
+from exports.credentials import S3Credentials, decrypt_credentials, encrypt_credentials, parse_export_s3_key
+from exports.errors import ErrorCode, ExportError, TransientExportError
 from exports.models import Export, Quota, Thumbnail
+from exports.paths import ExportPaths, live_path_parts, work_dir_of
+from exports.stages import BY_NAME, Stage, queue_of, task_stages, tasks_after
+from resourced.celery import app as celery_app
+from resourced.celery import host_queue
 from resourced.errors import ServiceError
 from resourced.logging import bind_task_id
 from resourced.s3 import S3Location
@@ -24,16 +36,9 @@ from resourced.storage_info import parse_storage_info
 
 logger = logging.getLogger(__name__)
 
-CONTAINER_EXTENSIONS = {"ts": ".ts", "mp4": ".mp4"}
 _HMS = re.compile(r"^(?:(\d+):)?([0-5]?\d):([0-5]?\d)(?:\.(\d{1,3}))?$")
-
-
-class ExportError(ServiceError):
-    """A failure of an export, with its ErrorCode (api.md §1)."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message, kind="export")
-        self.code = code
+# at most this many progress writes a second per export (stage ends are always written)
+PROGRESS_WRITES_PER_SECOND = 2
 
 
 class QuotaExceeded(ServiceError):
@@ -63,24 +68,6 @@ def parse_start_time(value) -> int:
     if millis:
         total += int(millis.ljust(3, "0"))
     return total
-
-
-def live_path_parts(live_path: str) -> list[str]:
-    return [part for part in PurePosixPath(live_path).parts if part not in ("", "/")]
-
-
-def output_file_name(*, file_name: str, export_format: str, peer_id: str, recording: str, start_pos: int,
-                     duration_ms: int) -> str:
-    extension = CONTAINER_EXTENSIONS[export_format]
-    base = file_name or f"{peer_id}_{recording}_{start_pos}_{duration_ms}"
-    if PurePosixPath(base).suffix.lower() in CONTAINER_EXTENSIONS.values():
-        return base
-    return base + extension
-
-
-def image_location(*, peer_id: str, recording: str, start_pos: int, duration_ms: int) -> tuple[str, str]:
-    """(path, filename) of the clip's first frame in the image bed."""
-    return peer_id, f"{peer_id}_{recording}_{start_pos}_{duration_ms}.jpg"
 
 
 @dataclass(frozen=True)
@@ -228,9 +215,8 @@ def export_submit(*, request: ExportRequest) -> tuple[Export, bool]:
 
 
 def export_enqueue(*, export: Export) -> None:
-    from exports.tasks import download
-
-    download.apply_async(args=[export.task_id, export.restarts])
+    """Send the export's first task (any io worker takes it); its arguments are ids, never secrets."""
+    celery_app.send_task(BY_NAME["download"].task, args=[export.task_id, export.restarts])
 
 
 def export_cancel(*, export: Export) -> Export:
@@ -271,14 +257,10 @@ def export_retry(*, export: Export) -> Export:
     return export
 
 
-# --- state changes made by the pipeline ----------------------------------------------------------
-
-def work_dir(export: Export) -> Path:
-    return Path(settings.EXPORT_WORK_DIR) / export.task_id
-
+# --- running the stages: the one place that records what the pipeline does -------------------------
 
 def work_dir_remove(*, export: Export) -> None:
-    shutil.rmtree(work_dir(export), ignore_errors=True)
+    shutil.rmtree(work_dir_of(export.task_id), ignore_errors=True)
 
 
 def export_mark_failed(*, export: Export, code: int, message: str) -> None:
@@ -291,21 +273,315 @@ def export_mark_failed(*, export: Export, code: int, message: str) -> None:
         finished_at=timezone.now(),
     )
     work_dir_remove(export=export)
-    logger.warning("export %s failed with %s: %s", export.task_id, code, message)
+    logger.warning("export %s failed with %s: %s", export.task_id, int(code), message)
 
 
-def export_mark_ready(*, export: Export, **fields) -> None:
-    Export.objects.filter(pk=export.pk).update(
+def _mark_ready(export: Export) -> None:
+    Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).update(
         status=Export.Status.READY,
         stage=Export.Stage.DONE,
         progress=100,
-        error_code=5,
+        error_code=ErrorCode.READY,
         error_message="ready",
         dest_credentials=b"",
         finished_at=timezone.now(),
-        **fields,
     )
-    logger.info("export %s ready at %s", export.task_id, fields.get("video_path", ""))
+    logger.info("export %s ready at %s", export.task_id, export.video_path)
+
+
+def _source(export: Export) -> S3Location:
+    return S3Location(bucket=export.source_bucket, region=export.source_region, prefix=export.source_prefix)
+
+
+def _destination(export: Export) -> S3Location:
+    credentials = decrypt_credentials(export.dest_credentials)
+    return S3Location(
+        bucket=export.dest_bucket,
+        region=export.dest_region,
+        access_key=credentials.access_key if credentials else "",
+        secret_key=credentials.secret_key if credentials else "",
+    )
+
+
+class _ProgressWriter:
+    """Progress of a running stage, written at most PROGRESS_WRITES_PER_SECOND times a second (the
+    fetching threads of a download call it concurrently); each write also refreshes the heartbeat."""
+
+    def __init__(self, export: Export, stage: Stage):
+        self.export, self.stage = export, stage
+        self.lock = threading.Lock()
+        self.written_at = time.monotonic()
+        self.context = contextvars.copy_context()
+
+    def __call__(self, fraction: float) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if now - self.written_at < 1.0 / PROGRESS_WRITES_PER_SECOND:
+                return
+            self.written_at = now
+        Export.objects.filter(pk=self.export.pk, status=Export.Status.RUNNING).update(
+            progress=self.stage.progress_at(fraction), heartbeat_at=timezone.now())
+
+
+@contextmanager
+def _heartbeat(export: Export):
+    """Keep heartbeat_at fresh while a stage runs, so that the stale sweep leaves the export alone."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(settings.EXPORT_HEARTBEAT_SECONDS):
+            try:
+                Export.objects.filter(pk=export.pk).update(heartbeat_at=timezone.now())
+            except Exception:  # the stage itself reports real database trouble
+                logger.debug("heartbeat update failed", exc_info=True)
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(beat,),
+                              name=f"heartbeat-{export.task_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _injected_delay(stage: Stage) -> None:
+    """FAULT_INJECTION's delay for this stage (fault tests only; empty in production)."""
+    seconds = float((settings.FAULT_INJECTION or {}).get("delay", {}).get(stage.name, 0))
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+def _codec(export: Export) -> str:
+    return "h264" if export.export_type == Export.ExportType.H264 else "h265"
+
+
+def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callable[[float], None]) -> dict:
+    """Run one stage's step; returns the Export fields its result sets."""
+    if stage.name == "download":
+        result = steps.download(live_path=export.live_path, start_pos=export.start_pos,
+                                start_time_ms=export.start_time_ms, duration_ms=export.duration_ms,
+                                location=_source(export), paths=paths, on_progress=progress)
+        return {"origin_ms": result.origin_ms, "clip_start_ms": result.clip_start_ms, "lack_ms": result.lack_ms,
+                "bytes_downloaded": F("bytes_downloaded") + result.bytes, "bytes_needed": result.bytes,
+                "segments_missing": result.segments_missing, "host": settings.WORKER_HOSTNAME}
+    if stage.name == "cut":
+        if export.export_type != Export.ExportType.COPY:
+            return {}  # a transcode decodes the segments itself in encode: nothing to cut first
+        selection, files = steps.selection_in_work_dir(live_path=export.live_path, clip_start=export.clip_start_ms,
+                                                       duration_ms=export.duration_ms, paths=paths)
+        clip = steps.cut(selection=selection, files=files, paths=paths, container=export.export_format)
+        return {"lead_ms": clip.lead_ms, "output_duration_ms": clip.duration_ms}
+    if stage.name == "encode":
+        if export.export_type == Export.ExportType.COPY:
+            return {}  # the cut is the clip
+        selection, files = steps.selection_in_work_dir(live_path=export.live_path, clip_start=export.clip_start_ms,
+                                                       duration_ms=export.duration_ms, paths=paths)
+        clip = steps.encode(selection=selection, files=files, paths=paths, codec=_codec(export),
+                            container=export.export_format, on_progress=progress)
+        return {"output_duration_ms": clip.duration_ms}
+    if stage.name == "thumbnail":
+        return {"image_path": steps.thumbnail(paths=paths, uploader=f"export:{export.task_id}")}
+    if stage.name == "upload":
+        uploaded = steps.upload(paths=paths, location=_destination(export), on_progress=progress)
+        return {"video_key": uploaded.video_key, "video_path": uploaded.video_path,
+                "output_bytes": uploaded.output_bytes}
+    raise ValueError(f"no step for stage {stage.name}")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The Celery delivery running a task of an export."""
+
+    task: str  # the task's name
+    task_id: str  # the export's TaskId
+    generation: int  # Export.restarts when the task was sent
+    redelivered_retry: bool  # a retry of this message (its attempts are already counted)
+    retries_left: bool  # whether a transient failure may be retried once more
+
+
+def _load_for(delivery: Delivery) -> Export | None:
+    export = Export.objects.filter(task_id=delivery.task_id).first()
+    first_stage = task_stages(delivery.task)[0]
+    if export is None:
+        logger.warning("export %s: no such export, %s skipped", delivery.task_id, delivery.task)
+        return None
+    if export.restarts != delivery.generation:
+        logger.info("export %s: %s of generation %s skipped (now %s)", delivery.task_id, delivery.task,
+                    delivery.generation, export.restarts)
+        return None
+    if not export.is_active:
+        if export.status == Export.Status.CANCELLED and export.host == settings.WORKER_HOSTNAME:
+            work_dir_remove(export=export)
+        return None
+    if first_stage.name != "download" and export.host != settings.WORKER_HOSTNAME:
+        logger.warning("export %s: %s arrived on %s but the work dir is on %s; skipped",
+                       delivery.task_id, delivery.task, settings.WORKER_HOSTNAME, export.host)
+        return None
+    return export
+
+
+def _begin_stage(export: Export, stage: Stage, *, count_attempt: bool) -> bool:
+    """Record that the stage starts (and count the attempt); False when its attempts are spent."""
+    updates = {"stage": stage.name, "heartbeat_at": timezone.now(), "progress": stage.progress_at(0.0)}
+    if count_attempt:
+        export.attempts = dict(export.attempts or {}, **{stage.name: (export.attempts or {}).get(stage.name, 0) + 1})
+        updates["attempts"] = export.attempts
+    if export.status == Export.Status.QUEUED:
+        updates.update(status=Export.Status.RUNNING, started_at=timezone.now())
+        export.status = Export.Status.RUNNING
+    Export.objects.filter(pk=export.pk, status__in=Export.ACTIVE).update(**updates)
+    if export.attempts.get(stage.name, 0) > settings.EXPORT_MAX_ATTEMPTS:
+        export_mark_failed(export=export, code=stage.failure,
+                           message=f"{stage.name} did not complete after {settings.EXPORT_MAX_ATTEMPTS} attempts")
+        return False
+    return True
+
+
+def _end_stage(export: Export, stage: Stage, seconds: float, fields: dict) -> None:
+    export.timings = dict(export.timings or {}, **{stage.name: round(seconds, 3)})
+    export.step_hosts = dict(export.step_hosts or {}, **{stage.name: settings.WORKER_HOSTNAME})
+    Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).update(
+        timings=export.timings, step_hosts=export.step_hosts, progress=stage.progress_at(1.0),
+        heartbeat_at=timezone.now(), **fields)
+    for name, value in fields.items():
+        if not hasattr(value, "resolve_expression"):  # an F() sum is only known to the database
+            setattr(export, name, value)
+    logger.info("export %s: %s done on %s in %.3f s", export.task_id, stage.name, settings.WORKER_HOSTNAME, seconds)
+
+
+def _still_running(export: Export) -> bool:
+    return Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).exists()
+
+
+def export_run(*, delivery: Delivery) -> None:
+    """Run the stages of one task of an export and send the next task (or mark the export ready).
+
+    Every write of a running export's row is made here. A transient failure is raised again for
+    the task to retry while it has retries left; any other failure ends the export with its code.
+    """
+    with bind_task_id(delivery.task_id):
+        export = _load_for(delivery)
+        if export is None:
+            return
+        paths = ExportPaths.of(export)
+        stage = None
+        try:
+            for stage in task_stages(delivery.task):
+                if stage.name in (export.timings or {}):
+                    # a redelivered message of a stage that already completed (its ack was lost)
+                    logger.info("export %s: %s already done in generation %s; skipped", export.task_id, stage.name,
+                                delivery.generation)
+                    continue
+                if not _begin_stage(export, stage, count_attempt=not delivery.redelivered_retry):
+                    return
+                started = time.monotonic()
+                with _heartbeat(export):
+                    _injected_delay(stage)
+                    fields = _do_stage(export, stage, paths, _ProgressWriter(export, stage))
+                _end_stage(export, stage, time.monotonic() - started, fields)
+        except ExportError as exc:
+            export_mark_failed(export=export, code=exc.code, message=exc.message)
+            return
+        except TransientExportError as exc:
+            if delivery.retries_left:
+                logger.warning("export %s: %s will be retried: %s", export.task_id, stage.name, exc)
+                raise
+            export_mark_failed(export=export, code=exc.code, message=f"{exc} (after the retries)")
+            return
+        except SoftTimeLimitExceeded:
+            export_mark_failed(export=export, code=ErrorCode.INTERNAL, message=f"{stage.name} ran past its time limit")
+            return
+        except Exception:
+            logger.exception("export %s: %s failed", export.task_id, stage.name if stage else delivery.task)
+            export_mark_failed(export=export, code=ErrorCode.INTERNAL,
+                               message=f"internal error in {stage.name if stage else delivery.task} "
+                                       f"(logged with TaskId {export.task_id})")
+            return
+        following = tasks_after(delivery.task)
+        if following:
+            if _still_running(export):
+                # the rest of the chain runs where the work dir is
+                queue = host_queue(queue_of(following[0]), settings.WORKER_HOSTNAME)
+                celery_app.send_task(following[0], args=[export.task_id, delivery.generation], queue=queue)
+            return
+        _mark_ready(export)
+        work_dir_remove(export=export)
+
+
+def export_sweep_stale() -> int:
+    """Restart exports whose worker stopped beating (a vanished host) from download, and resend
+    exports queued for too long."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=settings.EXPORT_STALE_SECONDS)
+    restarted = 0
+    stale = Export.objects.filter(status=Export.Status.RUNNING).filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at=None))
+    for export in stale:
+        with bind_task_id(export.task_id):
+            if export.restarts >= settings.EXPORT_MAX_ATTEMPTS:
+                export_mark_failed(export=export, code=ErrorCode.INTERNAL,
+                                   message=f"worker host {export.host or '?'} lost {export.restarts} times")
+                continue
+            claimed = Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING, heartbeat_at=export.heartbeat_at,
+                                            restarts=export.restarts).update(
+                status=Export.Status.QUEUED, stage=Export.Stage.QUEUED, progress=0, host="", attempts={},
+                timings={}, step_hosts={}, restarts=export.restarts + 1, heartbeat_at=timezone.now(),
+                updated_at=timezone.now(),
+            )
+            if claimed:
+                logger.warning("export %s stale on host %s; restarted from download", export.task_id, export.host)
+                export.refresh_from_db()
+                export_enqueue(export=export)
+                restarted += 1
+    return restarted + _resend_long_queued()
+
+
+def _resend_long_queued() -> int:
+    """Publish again the download of exports queued for longer than EXPORT_QUEUED_RESEND_SECONDS
+    (a message lost with a broker): the generation goes up, so the old message, if it is only
+    waiting behind a backlog, is dropped when it arrives."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=settings.EXPORT_QUEUED_RESEND_SECONDS)
+    resent = 0
+    for export in Export.objects.filter(status=Export.Status.QUEUED, updated_at__lt=cutoff):
+        with bind_task_id(export.task_id):
+            claimed = Export.objects.filter(pk=export.pk, status=Export.Status.QUEUED,
+                                            restarts=export.restarts).update(
+                restarts=export.restarts + 1, updated_at=timezone.now())
+            if claimed:
+                logger.warning("export %s queued since %s; its download is published again",
+                               export.task_id, export.updated_at)
+                export.refresh_from_db()
+                export_enqueue(export=export)
+                resent += 1
+    return resent
+
+
+# --- getthumbnail: the Thumbnail row's one writer ----------------------------------------------------
+
+def thumbnail_make(*, task_id: str, retries_left: bool) -> None:
+    """Make a queued Thumbnail and record the outcome; a transient failure is raised again while
+    the task has retries left."""
+    with bind_task_id(task_id):
+        thumb = Thumbnail.objects.filter(task_id=task_id, status=Thumbnail.Status.QUEUED).first()
+        if thumb is None:
+            return
+        fields = {"status": Thumbnail.Status.FAILED, "finished_at": timezone.now()}
+        image_dir, image_name = thumb.image_location()
+        try:
+            image_path = steps.frame_thumbnail(
+                live_path=thumb.live_path, start_pos=thumb.start_pos, start_time_ms=thumb.start_time_ms,
+                location=S3Location(bucket=thumb.source_bucket, region=thumb.source_region, prefix=thumb.source_prefix),
+                image_dir=image_dir, image_name=image_name, uploader=f"getthumbnail:{thumb.task_id}")
+            fields.update(image_path=image_path, status=Thumbnail.Status.READY, error_code=0, error_message="Success")
+        except ExportError as exc:
+            fields.update(error_code=exc.code, error_message=exc.message)
+        except TransientExportError as exc:
+            if retries_left:
+                raise
+            fields.update(error_code=exc.code, error_message=exc.message)
+        except Exception:
+            logger.exception("getthumbnail %s failed", task_id)
+            fields.update(error_code=ErrorCode.INTERNAL, error_message=f"internal error (logged with TaskId {task_id})")
+        Thumbnail.objects.filter(pk=thumb.pk).update(**fields)
 
 
 # --- building a request from validated input ----------------------------------------------------
@@ -355,8 +631,6 @@ def export_request_build(*, data: dict, session_userid: str) -> ExportRequest:
 
 def thumbnail_request(*, data: dict, session_userid: str):
     """The Thumbnail for this position, queued when new (or when its failure TTL has passed)."""
-    from exports.tasks import getthumbnail
-
     live_path = data["LivePath"]
     parts = live_path_parts(live_path)
     source = source_location_for(live_path=live_path, storage_info=data.get("storage_info") or "")
@@ -376,5 +650,5 @@ def thumbnail_request(*, data: dict, session_userid: str):
                                                      finished_at=None)
         thumb.refresh_from_db()
     if created or expired:
-        transaction.on_commit(lambda: getthumbnail.apply_async(args=[thumb.task_id]))
+        transaction.on_commit(lambda: celery_app.send_task("exports.getthumbnail", args=[thumb.task_id]))
     return thumb

@@ -1,4 +1,4 @@
-"""The image bed's HTTP API (design/api.md §2). Thin: validate, call one service or selector, answer.
+"""The image bed's HTTP API (docs/api.md §2). Thin: validate, call one service or selector, answer.
 
 Errors are raised by the services and turned into each endpoint's JSON by resourced.errors'
 handler through the view's ``error_family``.

@@ -1,4 +1,4 @@
-"""The image bed's domain errors and the JSON shapes they take (design/api.md §2).
+"""The image bed's domain errors and the JSON shapes they take (docs/api.md §2).
 
 Two families, one per endpoint group:
 

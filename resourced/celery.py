@@ -1,11 +1,15 @@
-"""The Celery app: configuration, queues and routes, declared once.
+"""The Celery app: configuration, and the registry where each app declares its queues and routes.
 
-A worker's ``-Q`` list is the only thing that differs between worker kinds. Every worker also
-consumes its own host queues (``media.io@<host>``, ``media.cpu@<host>``): after download, the rest
-of an export's chain is sent there, so intermediate files never cross hosts.
+Each app declares its own queues and routes in its ``queues.py`` (imported by its AppConfig.ready),
+Mayan EDMS style: this module knows no app. A worker's ``-Q`` list is the only thing that differs
+between worker kinds. A queue declared ``host_bound`` also has one queue per worker host
+(``<queue>@<host>``) that only the workers of that host consume: after download, the rest of an
+export is sent there, so intermediate files never cross hosts.
 """
 
+import fnmatch
 import os
+from dataclasses import dataclass
 
 from celery import Celery
 from celery.signals import celeryd_after_setup
@@ -15,32 +19,73 @@ from kombu import Queue
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "resourced.settings.base")
 
 QUEUE_DEFAULT = "default"
-QUEUE_MEDIA_IO = "media.io"
-QUEUE_MEDIA_CPU = "media.cpu"
-QUEUE_RESTORE = "restore"
-QUEUE_CALLBACKS = "callbacks"
-SHARED_QUEUES = (QUEUE_DEFAULT, QUEUE_MEDIA_IO, QUEUE_MEDIA_CPU, QUEUE_RESTORE, QUEUE_CALLBACKS)
-MEDIA_QUEUES = (QUEUE_MEDIA_IO, QUEUE_MEDIA_CPU)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    host_bound: bool = False
+    purpose: str = ""
+
+
+_queues: dict[str, QueueSpec] = {QUEUE_DEFAULT: QueueSpec(QUEUE_DEFAULT, purpose="periodic and small tasks")}
+_routes: list[tuple[str, str]] = []  # (task name pattern, queue), first match wins
+
+
+def declare_queue(name: str, *, host_bound: bool = False, purpose: str = "") -> str:
+    """Declare a queue (idempotent); returns its name."""
+    _queues[name] = QueueSpec(name, host_bound=host_bound, purpose=purpose)
+    app.conf.task_queues = [_declare(queue) for queue in _queues]
+    return name
+
+
+def route_tasks(pattern: str, queue: str) -> None:
+    """Send tasks whose name matches `pattern` (fnmatch) to `queue`; earlier routes win."""
+    if queue not in _queues:
+        raise ValueError(f"queue {queue} is not declared")
+    if (pattern, queue) not in _routes:
+        _routes.append((pattern, queue))
+
+
+def declared_queues() -> tuple[str, ...]:
+    """Every shared queue the apps declared (not the per-host ones)."""
+    return tuple(_queues)
+
+
+def schedule_task(entry: str, task: str, *, every_seconds: float) -> None:
+    """A periodic task for Celery beat (DatabaseScheduler copies it into the database at start)."""
+    app.conf.beat_schedule = {**(app.conf.beat_schedule or {}), entry: {"task": task, "schedule": every_seconds}}
+
+
+def host_bound_queues() -> tuple[str, ...]:
+    return tuple(name for name, spec in _queues.items() if spec.host_bound)
 
 
 def host_queue(queue: str, host: str) -> str:
-    """The queue of `queue` that only the worker on `host` consumes."""
+    """The queue of `queue` that only the workers on `host` consume."""
     return f"{queue}@{host}"
+
+
+def queue_for_task(name: str) -> str:
+    for pattern, queue in _routes:
+        if fnmatch.fnmatchcase(name, pattern):
+            return queue
+    return QUEUE_DEFAULT
+
+
+def route_task(name, args, kwargs, options, task=None, **kw):
+    """Celery router: the queue declared for this task name (an explicit queue= wins, as in Celery)."""
+    return {"queue": queue_for_task(name)}
+
+
+def _declare(queue: str) -> Queue:
+    # on the default exchange with the queue's name as routing key: the exchange name stays valid
+    # for every broker whatever the queue's name ('@' in host queues)
+    return Queue(queue, routing_key=queue)
 
 
 app = Celery("resourced")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-
-
-def _prepare_embedded_broker() -> None:
-    """The filesystem transport needs its folders before the first message."""
-    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
-        options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-        for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
-            os.makedirs(options[key], exist_ok=True)
-
-
-_prepare_embedded_broker()
 app.conf.update(
     task_serializer="json",
     result_serializer="json",
@@ -51,41 +96,27 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_track_started=True,
     task_default_queue=QUEUE_DEFAULT,
-    task_queues=[Queue(name, routing_key=name) for name in SHARED_QUEUES],
+    task_queues=[_declare(queue) for queue in _queues],
     task_create_missing_queues=True,
-    task_routes={
-        "exports.download": {"queue": QUEUE_MEDIA_IO},
-        "exports.cut": {"queue": QUEUE_MEDIA_CPU},
-        "exports.encode": {"queue": QUEUE_MEDIA_CPU},
-        "exports.thumbnail": {"queue": QUEUE_MEDIA_IO},
-        "exports.upload": {"queue": QUEUE_MEDIA_IO},
-        "exports.getthumbnail": {"queue": QUEUE_MEDIA_CPU},
-        "exports.*": {"queue": QUEUE_DEFAULT},
-        "restore.callbacks.*": {"queue": QUEUE_CALLBACKS},
-        "restore.*": {"queue": QUEUE_RESTORE},
-    },
+    task_routes=(route_task,),
     worker_send_task_events=True,
     task_send_sent_event=True,
     broker_connection_retry_on_startup=True,
     result_expires=7 * 24 * 3600,
-    beat_schedule={
-        "exports-sweep-stale": {"task": "exports.sweep_stale", "schedule": settings.EXPORT_SWEEP_INTERVAL_SECONDS},
-    },
 )
 app.autodiscover_tasks()
 
 
 @celeryd_after_setup.connect
 def _consume_host_queues(sender, instance, **kwargs):
-    """Add this host's own media queues to the worker, whatever its -Q list says: consume the host
-    queue of each media queue it consumes, declare the other."""
+    """Add this host's own queues to the worker, whatever its -Q list says: consume the host queue
+    of each host-bound queue it consumes, declare the others (the other worker kind of this host
+    consumes them; this one sends to them)."""
     host = settings.WORKER_HOSTNAME
-    consumed = set(instance.app.amqp.queues.consume_from or instance.app.amqp.queues)
-    for queue in MEDIA_QUEUES:
+    queues = instance.app.amqp.queues
+    consumed = set(queues.consume_from or queues)
+    for queue in host_bound_queues():
         if queue in consumed:
-            instance.app.amqp.queues.select_add(host_queue(queue, host))
+            queues.select_add(host_queue(queue, host))
         else:
-            # declared (on the default exchange) without consuming it: the other worker of this host
-            # consumes it, and an auto-created queue would get an exchange named after it, which the
-            # embedded filesystem broker refuses ('@')
-            instance.app.amqp.queues.add(host_queue(queue, host))
+            queues.add(_declare(host_queue(queue, host)))

@@ -7,7 +7,6 @@ keys and codes of its endpoints (``ErrorCode``/``ErrorMessage`` for resource API
 try/except.
 """
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,16 +118,22 @@ def exception_handler(exc, context):
     return response
 
 
+# URL prefixes whose unknown paths answer in an app's error shape (registered by the apps)
+_families_by_prefix: dict[str, ErrorFamily] = {}
+
+
+def register_error_family(prefixes: tuple[str, ...], family: ErrorFamily) -> None:
+    """Unknown URLs under these path prefixes answer 404 in `family`'s shape."""
+    for prefix in prefixes:
+        _families_by_prefix[prefix] = family
+
+
 def json_404(request, exception=None):
     """An unknown URL answers in the shape of the endpoint family its path belongs to."""
     message = f"{request.path}: not found"
-    path = request.path
-    if path.startswith(("/resource/v1/i/export-to-s3dir", "/export-to-s3dir", "/resource/v1/i/getthumbnail")):
-        from exports.selectors import empty_response
-
-        family = dataclasses.replace(RESOURCE_ERRORS, base=empty_response)
-        return JsonResponse(family.body("not_found", message), status=404)
-    return JsonResponse(GENERIC_ERRORS.body("not_found", message), status=404)
+    family = next((f for prefix, f in _families_by_prefix.items() if request.path.startswith(prefix)),
+                  GENERIC_ERRORS)
+    return JsonResponse(family.body("not_found", message), status=404)
 
 
 def json_500(request):

@@ -7,7 +7,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from resourced.celery import MEDIA_QUEUES, app
+from resourced.celery import app, host_bound_queues
 
 
 def check_database() -> str | None:
@@ -40,7 +40,7 @@ def media_queue_workers(timeout: float = 1.0) -> dict[str, list[str]]:
     if cached is not None:
         return cached
     replies = app.control.inspect(timeout=timeout).active_queues() or {}
-    consumers: dict[str, list[str]] = {queue: [] for queue in MEDIA_QUEUES}
+    consumers: dict[str, list[str]] = {queue: [] for queue in host_bound_queues()}
     for worker, queues in replies.items():
         for queue in queues or []:
             if queue.get("name") in consumers:

@@ -4,14 +4,34 @@ Credentials are passed per client and never logged. Clients are cached per (regi
 credentials) in the process, since creating one costs milliseconds and a pool of connections.
 """
 
+import contextvars
 import functools
 import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from django.conf import settings
+
+# Errors worth retrying, for every S3 use of the service: the connection failed or broke, or the
+# store answered 5xx or asked to slow down. Anything else (denied, no such key, bad request) is final.
+TRANSIENT_EXCEPTIONS = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.IncompleteReadError,
+)
+TRANSIENT_CODES = {"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
+                   "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,93 @@ def is_not_found(exc: Exception) -> bool:
         code = exc.response.get("Error", {}).get("Code", "")
         return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
     return False
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an S3 call that raised `exc` may succeed when tried again."""
+    if isinstance(exc, TRANSIENT_EXCEPTIONS):
+        return True
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status >= 500 or error_code(exc) in TRANSIENT_CODES
+    return False
+
+
+def s3_cause(exc: BaseException) -> BaseException | None:
+    """The botocore error behind `exc`: itself, or what s3transfer wrapped (multipart parts)."""
+    for candidate in (exc, exc.__cause__, exc.__context__):
+        if isinstance(candidate, (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)):
+            return candidate
+    return None
+
+
+def transfer_config(*, threshold: int | None = None, chunksize: int | None = None,
+                    max_concurrency: int = 4) -> TransferConfig:
+    """s3transfer's settings for uploads and copies (multipart above the threshold)."""
+    return TransferConfig(
+        multipart_threshold=threshold or settings.S3_MULTIPART_THRESHOLD,
+        multipart_chunksize=chunksize or settings.S3_MULTIPART_CHUNKSIZE,
+        max_concurrency=max_concurrency,
+    )
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    missing: list[str]  # keys not in the bucket
+    files: int
+    bytes: int
+
+
+def download_objects(*, location: S3Location, keys: Iterable[str], path_for: Callable[[str], Path],
+                     concurrency: int = 8, on_object: Callable[[int], None] | None = None) -> Downloaded:
+    """GET `keys` in parallel into path_for(key), each written under a temporary name then renamed.
+
+    A key whose file is already there (a redelivered step) is kept; a key not in the bucket is
+    reported in `missing`; any other error is raised as botocore raised it (see is_transient).
+    on_object(n) is called from the fetching threads each time an object is done (n so far).
+    """
+    client = location.client()
+    done = {"files": 0, "bytes": 0}
+    lock = threading.Lock()
+    missing: list[str] = []
+
+    def get(key: str) -> None:
+        path = path_for(key)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(path.name + ".part")
+            try:
+                # one GET per object, streamed to the file (s3transfer's download_file sends a HEAD
+                # before each GET: twice the requests for segments of a few hundred kB)
+                body = client.get_object(Bucket=location.bucket, Key=location.key(key))["Body"]
+                with open(part, "wb") as handle:
+                    for chunk in body.iter_chunks(1 << 20):
+                        handle.write(chunk)
+            except botocore.exceptions.ClientError as exc:
+                part.unlink(missing_ok=True)
+                if is_not_found(exc):
+                    with lock:
+                        missing.append(key)
+                    return
+                raise
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+            os.replace(part, path)
+        size = path.stat().st_size
+        with lock:
+            done["files"] += 1
+            done["bytes"] += size
+            count = done["files"]
+        if on_object:
+            on_object(count)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        # each fetch runs in a copy of this context, so its log lines carry the caller's TaskId too
+        futures = [pool.submit(contextvars.copy_context().run, get, key) for key in keys]
+        for future in futures:
+            future.result()
+    return Downloaded(missing=missing, files=done["files"], bytes=done["bytes"])
 
 
 def error_code(exc: Exception) -> str:

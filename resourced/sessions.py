@@ -1,4 +1,4 @@
-"""API client sessions (design/api.md §5): a SessionId in the body or the X-Session-Id header.
+"""API client sessions (docs/api.md §5): a SessionId in the body or the X-Session-Id header.
 
 `local` checks ApiSession rows issued by `manage.py createsession`; `remote` asks
 SESSION_VALIDATE_URL and caches the answer for SESSION_CACHE_SECONDS.

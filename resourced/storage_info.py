@@ -1,4 +1,4 @@
-"""The ``storage_info`` request field (design/api.md §1 "Choosing the source storage").
+"""The ``storage_info`` request field (docs/api.md §1 "Choosing the source storage").
 
 A client sends base64 of a JSON list of storages::
 

@@ -1,4 +1,4 @@
-"""Restore endpoints (design/api.md §3); errors are ``{"code": <nonzero>, "message": "<field>: <rule>"}``."""
+"""Restore endpoints (docs/api.md §3); errors are ``{"code": <nonzero>, "message": "<field>: <rule>"}``."""
 
 import re
 import uuid

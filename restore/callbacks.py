@@ -2,7 +2,7 @@
 
 No ORM here: ``restore.services`` records attempts and decides retries. This module knows HTTP.
 
-Signature (design/api.md §3): ``X-Resourced-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+Signature (docs/api.md §3): ``X-Resourced-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 "<t>.<body>">`` with the callback secret; ``X-Resourced-Delivery`` carries the delivery id.
 
 SSRF guard: the callback host is resolved here, every address is checked, and the connection is

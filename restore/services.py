@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import botocore.exceptions
-from boto3.s3.transfer import TransferConfig
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from resourced.errors import InvalidInput, ServiceError
-from resourced.s3 import S3Location, error_code, is_not_found
+from resourced.celery import app as celery_app
+from resourced.s3 import S3Location, error_code, is_not_found, is_transient, transfer_config
 from resourced.storage_info import select_storage, storage_entries
 from restore import callbacks as http_callbacks
 from restore.models import Callback, CallbackDelivery, ReceivedCallback, RestoreFile, RestoreJob
@@ -41,17 +41,14 @@ logger = logging.getLogger(__name__)
 
 ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # GLACIER_IR is readable at once: never restored
 ARCHIVE_TIERS = ("ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS")  # Intelligent-Tiering archive status
-TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "Throttling", "ThrottlingException", "InternalError",
-                   "ServiceUnavailable", "RequestTimeTooSkewed"}
 STORAGE_PURPOSE = "archive"
 DESTINATION_PURPOSE = "restore"
 
 
 def _transient(exc: Exception) -> bool:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        return status >= 500 or error_code(exc) in TRANSIENT_CODES
-    return isinstance(exc, botocore.exceptions.BotoCoreError)
+    # a BotoCoreError that is not a connection failure (say, a checksum mismatch) is worth
+    # another try here too: the restore flow retries on a countdown, never in a loop
+    return is_transient(exc) or isinstance(exc, botocore.exceptions.BotoCoreError)
 
 
 def _describe(exc: Exception) -> str:
@@ -126,23 +123,18 @@ def restore_job_create(
     return job, True
 
 
+# Tasks are sent by name (restore/tasks.py calls this module; this module never imports it).
 def _enqueue_start(job_id: int) -> None:
-    from restore.tasks import restore_start
-
-    restore_start.apply_async(args=[job_id])
+    celery_app.send_task("restore.start", args=[job_id])
 
 
 def _enqueue_check(job_id: int, seq: int) -> None:
-    from restore.tasks import restore_check
-
     countdown = min(settings.RESTORE_POLL_SECONDS, _max_countdown())
-    restore_check.apply_async(args=[job_id, seq], countdown=countdown)
+    celery_app.send_task("restore.check", args=[job_id, seq], countdown=countdown)
 
 
 def _enqueue_copy(job_id: int, countdown: float = 0) -> None:
-    from restore.tasks import restore_copy
-
-    restore_copy.apply_async(args=[job_id], countdown=min(countdown, _max_countdown()) or None)
+    celery_app.send_task("restore.copy", args=[job_id], countdown=min(countdown, _max_countdown()) or None)
 
 
 def restore_job_start(*, job_id: int) -> None:
@@ -303,12 +295,9 @@ def restore_job_copy(*, job_id: int) -> None:
     _restore_job_finish(job)
 
 
-def _transfer_config() -> TransferConfig:
-    return TransferConfig(
-        multipart_threshold=settings.RESTORE_MULTIPART_COPY_THRESHOLD,
-        multipart_chunksize=settings.RESTORE_MULTIPART_COPY_CHUNKSIZE,
-        max_concurrency=4,
-    )
+def _transfer_config():
+    return transfer_config(threshold=settings.RESTORE_MULTIPART_COPY_THRESHOLD,
+                           chunksize=settings.RESTORE_MULTIPART_COPY_CHUNKSIZE)
 
 
 def _copy_file(file: RestoreFile, *, job: RestoreJob, source: S3Location, destination: S3Location) -> bool:
@@ -376,9 +365,8 @@ def callback_create(*, job: RestoreJob, type: int) -> Callback:
 
 
 def _enqueue_delivery(callback_id: int, attempt: int, countdown: float = 0) -> None:
-    from restore.tasks import deliver_callback
-
-    deliver_callback.apply_async(args=[callback_id, attempt], countdown=min(countdown, _max_countdown()) or None)
+    celery_app.send_task("restore.callbacks.deliver", args=[callback_id, attempt],
+                         countdown=min(countdown, _max_countdown()) or None)
 
 
 @dataclass(frozen=True)

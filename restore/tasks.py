@@ -1,17 +1,16 @@
 """Thin Celery tasks of the restore flow; restore/services.py does the work.
 
 Names matter: ``restore.callbacks.*`` is routed to the ``callbacks`` queue and ``restore.*`` to
-``restore`` (resourced/celery.py). Arguments are ids and numbers. Waiting is never done inside a
+``restore`` (restore/queues.py), and restore/services.py sends them by name. Arguments are ids and numbers. Waiting is never done inside a
 task: the watch loop and callback retries are new messages with a countdown.
 """
 
-from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 from celery import shared_task
 
+from resourced.s3 import TRANSIENT_EXCEPTIONS
 from restore import services
 
-TRANSIENT = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
-RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": True, "retry_backoff_max": 300, "max_retries": 8}
+RETRY = {"autoretry_for": TRANSIENT_EXCEPTIONS, "retry_backoff": True, "retry_backoff_max": 300, "max_retries": 8}
 
 
 @shared_task(bind=True, name="restore.start", **RETRY)

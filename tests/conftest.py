@@ -1,7 +1,9 @@
-"""Fixtures shared by the whole suite: the real S3 endpoint, real Celery workers, API clients.
+"""Fixtures shared by the whole suite: the embedded broker, the real S3 endpoint, real Celery
+workers, API clients.
 
-The settings module (resourced.settings.test) gives every run its own var/ directory; the S3
-server and the workers are started once per session and shared.
+The settings module (resourced.settings.test) gives every run its own var/ directory; the broker
+(the embedded Redis under that directory), the S3 server and the workers are started once per
+session and shared.
 """
 
 import os
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.servers import S3Server, Worker
+from tests.servers import EmbeddedRedis, S3Server, Worker
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +21,24 @@ def log_dir() -> Path:
     path = Path(os.environ["RESOURCED_VAR_DIR"]) / "logs"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def embedded_broker(log_dir):
+    """The embedded Redis under this run's var dir, which the settings' default CELERY_BROKER_URL
+    names: up before any test enqueues, for the tests and the worker processes they start (which
+    inherit RESOURCED_VAR_DIR). Nothing is started when CELERY_BROKER_URL names another broker."""
+    from resourced.embedded_broker import broker_url
+
+    var_dir = Path(os.environ["RESOURCED_VAR_DIR"])
+    if settings.CELERY_BROKER_URL != broker_url(var_dir):
+        yield None
+        return
+    server = EmbeddedRedis(var_dir, log_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

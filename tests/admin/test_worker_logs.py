@@ -8,7 +8,8 @@ from kombu import Queue
 
 from exports import services
 from exports.models import Export
-from resourced.celery import QUEUE_MEDIA_IO, app, host_queue
+from exports.queues import QUEUE_MEDIA_IO
+from resourced.celery import app, host_queue
 from tests.conftest import worker_env
 from tests.exports.conftest import ORIGIN_MS, export_body, poll, recordings_dir, uploaded_recordings  # noqa: F401
 from tests.servers import Worker

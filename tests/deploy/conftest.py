@@ -43,7 +43,7 @@ class Host:
             EXPORT_WORK_DIR=self.work_dir,
             WORKER_IO_CONCURRENCY=io_concurrency,
             WORKER_CPU_CONCURRENCY=cpu_concurrency,
-            # the suite's embedded (filesystem) broker: no peers to sync with at start
+            # no peers to sync with at start (mingle would wait a second for replies that never come)
             CELERY_WORKER_ARGS="--without-mingle --without-gossip",
         )
         self.logs: dict[str, Path] = {}
@@ -132,7 +132,8 @@ def two_hosts(celery_worker, log_dir):
     which consumes every shared queue) stops consuming media.io for the test, so that the host
     that holds an export's work dir is always one of these two. It is running in every case:
     the assertions are made with it there."""
-    from resourced.celery import QUEUE_MEDIA_IO, app
+    from exports.queues import QUEUE_MEDIA_IO
+    from resourced.celery import app
     from tests.conftest import worker_env
 
     suffix = uuid.uuid4().hex[:6]

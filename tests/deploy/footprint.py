@@ -57,8 +57,9 @@ def main() -> int:
                       DATABASE_URL=f"sqlite:///{var / 'db.sqlite3'}", PYTHONUNBUFFERED="1")
     logs = var / "logs"
     logs.mkdir()
-    from tests.servers import S3Server
+    from tests.servers import EmbeddedRedis, S3Server
 
+    broker = EmbeddedRedis(var, logs)  # the embedded broker the settings name for this var dir
     s3_server = S3Server(logs)
     os.environ["RESOURCED_S3_ENDPOINT_URL"] = s3_server.url
     import django
@@ -128,6 +129,7 @@ def main() -> int:
     finally:
         host.stop()
         s3_server.stop()
+        broker.stop()
     return 0
 
 

@@ -154,7 +154,10 @@ def script_queues(kind: str) -> set[str]:
 
 
 def test_the_two_worker_kinds_consume_every_shared_queue_between_them():
-    from resourced.celery import MEDIA_QUEUES, QUEUE_MEDIA_CPU, QUEUE_MEDIA_IO, SHARED_QUEUES
+    from exports.queues import QUEUE_MEDIA_CPU, QUEUE_MEDIA_IO
+    from resourced.celery import declared_queues, host_bound_queues
+
+    MEDIA_QUEUES, SHARED_QUEUES = host_bound_queues(), declared_queues()
 
     io, cpu = script_queues("worker-io"), script_queues("worker-cpu")
     assert io == {"default", "media.io", "restore", "callbacks"}

@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from exports.models import Export
 from exports.tasks import sweep_stale
-from resourced.celery import QUEUE_MEDIA_IO, app
+from exports.queues import QUEUE_MEDIA_IO
+from resourced.celery import app
 from tests.deploy.conftest import set_consuming
 from tests.exports.conftest import ORIGIN_MS, export_body, poll
 from tests.servers import ROOT, wait_for
@@ -37,7 +38,9 @@ def host_queues_declared(consumes: str) -> set[str]:
     from celery import Celery
     from kombu import Queue
 
-    from resourced.celery import QUEUE_DEFAULT, SHARED_QUEUES, _consume_host_queues
+    from resourced.celery import QUEUE_DEFAULT, _consume_host_queues, declared_queues
+
+    SHARED_QUEUES = declared_queues()
 
     probe = Celery("probe", set_as_current=False)
     probe.conf.update(task_queues=[Queue(n, routing_key=n) for n in SHARED_QUEUES], task_default_queue=QUEUE_DEFAULT,
@@ -61,8 +64,9 @@ needs_split_workers = pytest.mark.skipif(
 def test_each_worker_declares_both_host_queues_of_its_host(settings):
     """worker-io sends cut to media.cpu@<host>, worker-cpu sends upload to media.io@<host>: each must
     know the other's host queue, bound to an exchange whose name every broker takes. Otherwise the
-    queue is made on the fly with an exchange named after it, which the embedded (filesystem) broker
-    refuses ('@' in a file name): the download's chain is not sent and the export waits for the sweep."""
+    queue is made on the fly with an exchange named after it ('@' in its name), which not every
+    broker takes (the filesystem transport used before the embedded Redis refused it): the
+    download's chain is not sent and the export waits for the sweep."""
     host = settings.WORKER_HOSTNAME
     expected = {f"media.io@{host}", f"media.cpu@{host}"}
     assert host_queues_declared("media.io") == expected

@@ -21,12 +21,11 @@ def make_job(bucket: str, files: list[str]) -> RestoreJob:
 @pytest.fixture
 def enqueued(monkeypatch):
     """Every task message the services send: (task name, args, countdown)."""
-    from restore import tasks
+    from resourced.celery import app
 
     sent = []
-    for task in (tasks.restore_start, tasks.restore_check, tasks.restore_copy, tasks.deliver_callback):
-        monkeypatch.setattr(task, "apply_async",
-                            lambda args, countdown=None, _name=task.name: sent.append((_name, args, countdown)))
+    monkeypatch.setattr(app, "send_task", lambda name, args=None, countdown=None, **options: sent.append(
+        (name, args, countdown)))
     return sent
 
 

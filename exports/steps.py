@@ -1,0 +1,256 @@
+"""The work of each stage of an export: download → cut → encode → thumbnail → upload.
+
+Each step takes what it needs (locations, an ExportPaths, numbers) and returns a small result;
+none reads or writes the Export row: exports/services.py records what a step returns. Steps are
+idempotent: the work dir and the object keys are fixed per export, outputs are written under a
+temporary name then renamed. The media work itself is exports.media (pure PyAV).
+"""
+
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import botocore.exceptions
+from django.conf import settings
+
+from exports import media
+from exports.errors import ErrorCode, ExportError, TransientExportError
+from exports.paths import ExportPaths
+from imgbed.errors import ImageStorageError
+from imgbed.services import image_save_bytes, image_url
+from resourced.s3 import (
+    S3Location,
+    download_objects,
+    error_code,
+    is_not_found,
+    is_transient,
+    s3_cause,
+    transfer_config,
+)
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[float], None]  # fraction of the stage done, 0..1
+
+
+def storage_error(exc: BaseException, *, side: str) -> Exception:
+    """An S3 error on the source (-5) or the destination (-6), as a transient or a final error."""
+    code = ErrorCode.SOURCE_STORAGE if side == "source" else ErrorCode.DESTINATION
+    what = "source storage" if side == "source" else "destination"
+    cause = s3_cause(exc) or exc
+    if is_transient(cause):
+        return TransientExportError(code, f"{what} unreachable: {error_code(cause)}")
+    return ExportError(code, f"{what}: {error_code(cause)}")
+
+
+def _media(fn, **kwargs):
+    try:
+        return fn(**kwargs)
+    except media.MediaError as exc:
+        raise ExportError(ErrorCode.MEDIA, f"media: {exc}") from exc
+
+
+# --- the recording ------------------------------------------------------------------------------
+
+def fetch_recording(*, live_path: str, location: S3Location) -> tuple[media.Recording, dict[str, bytes]]:
+    """The recording's manifest (and an HLS variant playlist) from the source storage."""
+    client = location.client()
+    manifests: dict[str, bytes] = {}
+
+    def fetch(key: str) -> bytes:
+        try:
+            body = client.get_object(Bucket=location.bucket, Key=location.key(key))["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            if is_not_found(exc):
+                raise ExportError(ErrorCode.NO_SUCH_RECORDING,
+                                  f"not such dir: {key} is not in bucket {location.bucket}") from exc
+            raise storage_error(exc, side="source") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise storage_error(exc, side="source") from exc
+        manifests[key] = body
+        return body
+
+    try:
+        recording = media.load_recording(fetch, live_path)
+    except media.ManifestError as exc:
+        raise ExportError(ErrorCode.MEDIA, f"LivePath: the manifest cannot be read: {exc}") from exc
+    return recording, manifests
+
+
+def clip_start_ms(*, recording: media.Recording, start_pos: int, start_time_ms: int) -> float:
+    """StartPos - origin when the manifest has a wall-clock origin, StartTime otherwise."""
+    if recording.origin_ms is not None:
+        return float(start_pos - recording.origin_ms)
+    return float(start_time_ms)
+
+
+# --- download ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Downloaded:
+    origin_ms: int | None
+    clip_start_ms: float
+    lack_ms: int
+    files: int
+    bytes: int
+    segments_missing: int
+
+
+def download(*, live_path: str, start_pos: int, start_time_ms: int, duration_ms: int, location: S3Location,
+             paths: ExportPaths, on_progress: Progress) -> Downloaded:
+    """The manifest, then only the init and media segments that overlap the clip, in parallel."""
+    recording, manifests = fetch_recording(live_path=live_path, location=location)
+    start = clip_start_ms(recording=recording, start_pos=start_pos, start_time_ms=start_time_ms)
+    selection = media.select_segments(recording, start, start + duration_ms)
+    keys = selection.keys()
+    segment_keys = {s.key for t in selection.tracks for s in t.segments}
+    if not segment_keys:
+        raise ExportError(ErrorCode.NO_SUCH_RECORDING,
+                          f"not such dir: the recording has no media between {start:.0f} ms and "
+                          f"{start + duration_ms:.0f} ms (it covers 0–{recording.duration_ms:.0f} ms)")
+    for key, body in manifests.items():
+        path = paths.local(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+
+    try:
+        # progress by objects: the manifest does not say how large each segment is
+        report = download_objects(location=location, keys=keys, path_for=paths.local,
+                                  concurrency=settings.EXPORT_DOWNLOAD_CONCURRENCY,
+                                  on_object=lambda n: on_progress(n / len(keys)))
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise storage_error(exc, side="source") from exc
+    missing_segments = [k for k in report.missing if k in segment_keys]
+    if len(missing_segments) == len(segment_keys) or set(report.missing) - set(missing_segments):
+        raise ExportError(ErrorCode.NO_SUCH_RECORDING,
+                          "not such dir: the segments of the requested range are not in the source storage")
+    lack = media.lack_length(selection, report.missing)
+    logger.info("downloaded %d files (%d bytes), %d missing, LackLength %d ms",
+                report.files, report.bytes, len(report.missing), lack)
+    return Downloaded(origin_ms=recording.origin_ms, clip_start_ms=start, lack_ms=lack, files=report.files,
+                      bytes=report.bytes, segments_missing=len(missing_segments))
+
+
+def selection_in_work_dir(*, live_path: str, clip_start: float, duration_ms: int,
+                          paths: ExportPaths) -> tuple[media.Selection, dict[str, str]]:
+    """The segment selection rebuilt on the worker from the manifests kept in the work dir, and
+    the downloaded file of each of its keys."""
+    recording = media.load_recording(lambda key: paths.local(key).read_bytes(), live_path)
+    selection = media.select_segments(recording, clip_start, clip_start + duration_ms)
+    files = {key: str(paths.local(key)) for key in selection.keys() if paths.local(key).exists()}
+    return selection, files
+
+
+# --- cut and encode -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Clip:
+    duration_ms: float
+    lead_ms: float = 0.0
+
+
+def cut(*, selection: media.Selection, files: dict[str, str], paths: ExportPaths, container: str) -> Clip:
+    """A copy export: the clip stream-copied from the keyframe at or before the start."""
+    paths.output.parent.mkdir(parents=True, exist_ok=True)
+    info = _media(media.cut_clip, selection=selection, files=files, out_path=str(paths.output), container=container,
+                  accurate=settings.EXPORT_SMART_CUT)
+    return Clip(duration_ms=info.duration_ms, lead_ms=info.lead_ms)
+
+
+def encode(*, selection: media.Selection, files: dict[str, str], paths: ExportPaths, codec: str, container: str,
+           on_progress: Progress) -> Clip:
+    """A transcode, decoded straight from the downloaded segments (no intermediate file). A clip
+    already encoded by an attempt that was stopped before it was recorded is kept."""
+    if paths.output.exists():
+        return Clip(duration_ms=_media(media.probe, path=str(paths.output)).duration_ms)
+    paths.output.parent.mkdir(parents=True, exist_ok=True)
+    preset = settings.MEDIA_H264_PRESET if codec == "h264" else settings.MEDIA_H265_PRESET
+    info = _media(media.encode_selection, selection=selection, files=files, out_path=str(paths.output), codec=codec,
+                  container=container, preset=preset, crf=settings.MEDIA_CRF, threads=settings.MEDIA_THREADS,
+                  hwaccel=settings.MEDIA_HWACCEL, on_progress=on_progress)
+    return Clip(duration_ms=info.duration_ms)
+
+
+# --- thumbnail ----------------------------------------------------------------------------------
+
+def _store_image(*, jpeg: Path, path: str, name: str, uploader: str) -> str:
+    try:
+        image_save_bytes(path=path, filename=name, data=jpeg.read_bytes(), uploader=uploader)
+    except ImageStorageError as exc:
+        raise TransientExportError(ErrorCode.INTERNAL, f"image bed unavailable: {exc.message}") from exc
+    return image_url(path=path, filename=name)
+
+
+def thumbnail(*, paths: ExportPaths, uploader: str) -> str:
+    """The clip's first frame as a JPEG in the image bed; returns its ImagePath."""
+    if not paths.thumbnail.exists():
+        paths.thumbnail.parent.mkdir(parents=True, exist_ok=True)
+        _media(media.thumbnail, src_path=str(paths.output), out_path=str(paths.thumbnail),
+               max_size=settings.THUMBNAIL_MAX_SIZE, quality=settings.THUMBNAIL_QUALITY)
+    return _store_image(jpeg=paths.thumbnail, path=paths.image_dir, name=paths.image_name, uploader=uploader)
+
+
+# --- upload -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Uploaded:
+    video_key: str
+    video_path: str
+    output_bytes: int
+
+
+def upload(*, paths: ExportPaths, location: S3Location, on_progress: Progress) -> Uploaded:
+    """The clip to the destination bucket (multipart above S3_MULTIPART_THRESHOLD)."""
+    size = paths.output.stat().st_size
+    sent = {"bytes": 0}
+
+    def chunk_sent(n: int) -> None:
+        sent["bytes"] += n
+        if size:
+            on_progress(sent["bytes"] / size)
+
+    try:
+        location.client().upload_file(
+            str(paths.output), location.bucket, paths.video_key, Config=transfer_config(), Callback=chunk_sent,
+            ExtraArgs={"ContentType": paths.content_type},
+        )
+    except Exception as exc:  # s3transfer wraps the errors of multipart parts
+        if s3_cause(exc) is None:
+            raise
+        raise storage_error(exc, side="destination") from exc
+    return Uploaded(video_key=paths.video_key, video_path=paths.video_path, output_bytes=size)
+
+
+# --- getthumbnail: one frame at a position of a recording ------------------------------------------
+
+def frame_thumbnail(*, live_path: str, start_pos: int, start_time_ms: int, location: S3Location,
+                    image_dir: str, image_name: str, uploader: str) -> str:
+    """Fetch the segment that holds the position, decode the frame, store it in the image bed;
+    returns its ImagePath."""
+    recording, _manifests = fetch_recording(live_path=live_path, location=location)
+    position = clip_start_ms(recording=recording, start_pos=start_pos, start_time_ms=start_time_ms)
+    selection = media.select_segments(recording, position, position + 1)
+    if not any(t.segments for t in selection.tracks):
+        raise ExportError(ErrorCode.NO_SUCH_RECORDING, f"not such dir: the recording has no media at {position:.0f} ms")
+    # the picture only: the first (video or muxed) track
+    video_only = media.Selection(start_ms=selection.start_ms, end_ms=selection.end_ms,
+                                 tracks=selection.tracks[:1], lack_ms=selection.lack_ms)
+    keys = video_only.keys()
+    scratch = Path(settings.EXPORT_WORK_DIR)
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix="thumb-") as tmp:
+        files = Path(tmp) / "files"
+        try:
+            report = download_objects(location=location, keys=keys, path_for=lambda key: files / key,
+                                      concurrency=settings.EXPORT_DOWNLOAD_CONCURRENCY)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise storage_error(exc, side="source") from exc
+        if report.missing:
+            raise ExportError(ErrorCode.NO_SUCH_RECORDING,
+                              "not such dir: the segment at that position is not in the source storage")
+        jpeg = Path(tmp) / "frame.jpg"
+        _media(media.thumbnail_from_selection, selection=video_only, files={k: str(files / k) for k in keys},
+               out_path=str(jpeg), max_size=settings.THUMBNAIL_MAX_SIZE, quality=settings.THUMBNAIL_QUALITY)
+        return _store_image(jpeg=jpeg, path=image_dir, name=image_name, uploader=uploader)
