@@ -45,7 +45,10 @@ def export_body(stack: BenchStack, live_path: str, kind: str, *, start_ms: int =
 def submit(stack: BenchStack, body: dict, session: requests.Session | None = None) -> str:
     http = session or requests
     answer = http.post(f"{stack.web.url}/resource/v1/i/export-to-s3dir", json=body, timeout=30)
-    data = answer.json()
+    try:
+        data = answer.json()
+    except ValueError:
+        raise RuntimeError(f"submit answered {answer.status_code}, not JSON: {answer.text[:500]!r}") from None
     if answer.status_code != 200 or data.get("ErrorCode") != 1:
         raise RuntimeError(f"submit answered {answer.status_code}: {data}")
     return data["TaskId"]
@@ -57,8 +60,9 @@ def wait_final(stack: BenchStack, task_ids: list[str], timeout: float = 900) -> 
     while pending:
         if time.monotonic() > deadline:
             raise TimeoutError(f"exports {sorted(pending)[:3]} not final after {timeout} s")
-        rows = stack.sql("SELECT task_id FROM exports_export WHERE task_id = ANY(%s) AND status IN "
-                         "('ready', 'failed', 'cancelled')", list(pending))
+        marks = ", ".join(["%s"] * len(pending))  # IN (...): PostgreSQL and SQLite alike
+        rows = stack.sql(f"SELECT task_id FROM exports_export WHERE task_id IN ({marks}) AND status IN "
+                         "('ready', 'failed', 'cancelled')", *pending)
         pending -= {r[0] for r in rows}
         if pending:
             time.sleep(0.02)

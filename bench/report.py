@@ -144,6 +144,12 @@ def table(r: dict) -> str:
     head = ["measure", "ours", "baseline", "ratio", "target", ""]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(r)]
+    embedded = r.get("embedded")
+    if embedded:
+        lines += ["", "make run stack (SQLite, embedded Redis, one worker on every queue):", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows({k: embedded[k] for k in ("e2e", "scale")
+                                                                  if k in embedded})]
     m = r.get("machine", {})
     lines.append("")
     lines.append(f"machine: {m.get('cpu', '?')}, {m.get('cores')} cores, {m.get('mem_gib')} GiB; load average at start "

@@ -27,6 +27,7 @@ from bench.common import BENCH_VAR, PY, log, machine, write_json  # noqa: E402
 
 CPU_SLOTS = 2  # deploy/start/worker-cpu: concurrency = cores
 IO_SLOTS = 4
+EMBEDDED_SLOTS = 2  # make run: the worker's default concurrency (CELERY_WORKER_CONCURRENCY)
 
 
 def whatif(stack, what: str, data: dict) -> dict:
@@ -42,10 +43,48 @@ def whatif(stack, what: str, data: dict) -> dict:
     return json.loads(line[-1][len("WHATIF "):])
 
 
+def embedded_stack(manifest, reps: dict, skip: set) -> dict:
+    """Export latency and the batch on the `make run` stack: SQLite, the embedded Redis, one worker
+    on every queue with make run's concurrency, against the same ffmpeg + boto3 baseline."""
+    from bench import e2e
+    from bench.stack import BenchStack
+
+    base = Path(tempfile.mkdtemp(prefix="resourced-bench-embedded-"))
+    log(f"starting the make run stack under {base}")
+    stack = BenchStack(base, embedded=True)
+    out: dict = {"stack": {"web": "gunicorn, 2 workers x 4 threads (make run)", "worker": "one, every queue",
+                           "worker_concurrency": EMBEDDED_SLOTS, "database": "SQLite (WAL)",
+                           "broker": "embedded Redis (unix socket)"}}
+    kept = False
+    try:
+        live_path = stack.upload_recording(manifest, "mp4/PBENCH/rec-10min/1")
+        stack.start_web()
+        stack.start_workers(io=EMBEDDED_SLOTS)
+        if "e2e" not in skip:
+            log("make run stack: export latency, ours against ffmpeg + boto3")
+            out["e2e"] = e2e.latency(stack, live_path, manifest, {"copy": reps["e2e_copy"], "h264": reps["e2e_h264"]})
+        if "scale" not in skip:
+            single = out.get("e2e", {}).get("h264", {}).get("ours", {}).get("latency_s")
+            log(f"make run stack: {reps['scale']} H.264 exports at once")
+            out["scale"] = e2e.scale(stack, live_path, count=reps["scale"], kind="h264", cpu_slots=EMBEDDED_SLOTS,
+                                     io_slots=EMBEDDED_SLOTS, single_latency_s=single)
+    except Exception:
+        kept = True
+        log(f"make run stack failed; its logs are kept under {base / 'logs'}")
+        raise
+    finally:
+        stack.stop()
+        if not kept:
+            shutil.rmtree(base, ignore_errors=True)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip", default="")
+    parser.add_argument("--stacks", default="production,embedded",
+                        help="where to run the end-to-end latency: the production stack, the `make run` stack")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     started = time.time()
@@ -64,7 +103,10 @@ def main() -> int:
         log("media engine against the ffmpeg command line")
         results["engine"] = engine.main(["--copy-reps", str(reps["engine_copy"]), "--h264-reps", str(reps["engine_h264"])])
 
-    if not {"e2e", "scale", "api", "whatif"} <= skip:
+    stacks = set(filter(None, args.stacks.split(",")))
+    if "embedded" in stacks and not {"e2e", "scale"} <= skip:
+        results["embedded"] = embedded_stack(manifest, reps, skip)
+    if "production" in stacks and not {"e2e", "scale", "api", "whatif"} <= skip:
         from bench import api, e2e
         from bench.stack import BenchStack
 

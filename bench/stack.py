@@ -21,7 +21,8 @@ if str(ROOT) not in sys.path:
 
 from tests import mediagen  # noqa: E402
 from tests.servers import (  # noqa: E402
-    BIN, PostgresServer, RedisServer, free_port, pool_children, production_env, stop_process, wait_for_port,
+    BIN, EmbeddedRedis, PostgresServer, RedisServer, free_port, pool_children, production_env, stop_process,
+    wait_for_port,
 )
 
 ORIGIN_MS = int(mediagen.DEFAULT_ORIGIN.timestamp() * 1000)
@@ -62,8 +63,11 @@ class CountingS3:
 class CeleryWorker:
     """One `celery worker` as deploy/start/worker-io or worker-cpu starts it."""
 
+    QUEUES = {"io": "default,media.io,restore,callbacks", "cpu": "media.cpu",
+              "all": "default,media.io,media.cpu,restore,callbacks"}  # "all": the one worker of make run
+
     def __init__(self, env: dict, log_dir: Path, *, kind: str, concurrency: int, app: str = "resourced"):
-        queues = "default,media.io,restore,callbacks" if kind == "io" else "media.cpu"
+        queues = self.QUEUES[kind]
         self.nodename = f"{kind}@{HOST}"
         args = [str(BIN / "celery"), "-A", app, "worker", "--hostname", self.nodename, "--queues", queues,
                 "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO", "--task-events",
@@ -92,7 +96,7 @@ class Web:
             [str(BIN / "gunicorn"), "resourced.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
              "--threads", str(threads), "--timeout", "60", "--access-logfile", "-", "--error-logfile", "-",
              "--worker-tmp-dir", "/dev/shm"],
-            cwd=ROOT, env=dict(env, DJANGO_SETTINGS_MODULE="bench.settings"), stdout=self.log,
+            cwd=ROOT, env=dict(env, DJANGO_SETTINGS_MODULE=env.get("BENCH_WEB_SETTINGS", "bench.settings")), stdout=self.log,
             stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(self.port, 60, self.process)
 
@@ -101,21 +105,45 @@ class Web:
         self.log.close()
 
 
+def _sqlite_value(value):
+    """SQLite's text for a JSON column or a timestamp, as psycopg would answer them."""
+    from datetime import datetime, timezone
+
+    if isinstance(value, str) and value[:1] == "{":
+        return json.loads(value)
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[13] == ":":
+        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+    return value
+
+
 class BenchStack:
-    def __init__(self, base: Path, *, web_workers: int = 2, web_threads: int = 4):
+    """embedded=False: the production stack (PostgreSQL, Redis, an io and a cpu worker);
+    embedded=True: the `make run` stack (SQLite and the embedded Redis under the var dir, one worker
+    on every queue with its default concurrency, the base settings)."""
+
+    def __init__(self, base: Path, *, embedded: bool = False):
         self.base = base
+        self.embedded = embedded
         self.logs = base / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.work_dir = base / "work"
-        self.postgres = PostgresServer(base)
-        self.redis = RedisServer(base)
         self.s3 = CountingS3(self.logs)
-        self.env = production_env(
-            base, database_url=self.postgres.url, broker_url=self.redis.url, s3_url=self.s3.url,
-            AWS_ACCESS_KEY_ID="bench-access", AWS_SECRET_ACCESS_KEY="bench-secret",
-            PROMETHEUS_MULTIPROC_DIR=base / "var" / "prometheus", EXPORT_WORK_DIR=self.work_dir,
-            EXPORT_SATURATION_LIMIT=1000000000, LOG_JSON="true",
-        )
+        common = dict(AWS_ACCESS_KEY_ID="bench-access", AWS_SECRET_ACCESS_KEY="bench-secret",
+                      PROMETHEUS_MULTIPROC_DIR=base / "var" / "prometheus", EXPORT_WORK_DIR=self.work_dir,
+                      EXPORT_SATURATION_LIMIT=1000000000)
+        if embedded:
+            (base / "var").mkdir(parents=True, exist_ok=True)
+            self.postgres = None
+            self.redis = EmbeddedRedis(base / "var", self.logs)
+            self.env = production_env(
+                base, database_url=f"sqlite:///{base / 'var' / 'resourced.sqlite3'}", broker_url=self.redis.url,
+                s3_url=self.s3.url, settings_module="resourced.settings.base", BENCH_WEB_SETTINGS="bench.settings_embedded",
+                **common)
+        else:
+            self.postgres = PostgresServer(base)
+            self.redis = RedisServer(base)
+            self.env = production_env(base, database_url=self.postgres.url, broker_url=self.redis.url,
+                                      s3_url=self.s3.url, LOG_JSON="true", **common)
         (base / "var" / "prometheus").mkdir(parents=True, exist_ok=True)
         self.manage("migrate", "--noinput", "-v", "0")
         self.manage("ensurebuckets")
@@ -147,6 +175,14 @@ class BenchStack:
 
     def sql(self, query: str, *params):
         """One statement on a connection kept open (autocommit), so that polling stays cheap."""
+        if self.embedded:
+            import sqlite3
+
+            if getattr(self, "_conn", None) is None:
+                self._conn = sqlite3.connect(self.base / "var" / "resourced.sqlite3", isolation_level=None,
+                                             timeout=30, check_same_thread=False)
+            rows = self._conn.execute(query.replace("%s", "?"), params).fetchall()
+            return [tuple(_sqlite_value(v) for v in row) for row in rows]
         import psycopg
 
         if getattr(self, "_conn", None) is None or self._conn.closed:
@@ -162,8 +198,11 @@ class BenchStack:
     def start_workers(self, *, io: int = 4, cpu: int = 2, app: str = "resourced") -> None:
         from celery import Celery
 
-        self.workers = [CeleryWorker(self.env, self.logs, kind="io", concurrency=io, app=app),
-                        CeleryWorker(self.env, self.logs, kind="cpu", concurrency=cpu, app=app)]
+        if self.embedded:  # as scripts/devserver.py starts it
+            self.workers = [CeleryWorker(self.env, self.logs, kind="all", concurrency=io, app=app)]
+        else:
+            self.workers = [CeleryWorker(self.env, self.logs, kind="io", concurrency=io, app=app),
+                            CeleryWorker(self.env, self.logs, kind="cpu", concurrency=cpu, app=app)]
         probe = Celery(broker=self.redis.url)
         try:
             deadline = time.monotonic() + 90
@@ -215,4 +254,5 @@ class BenchStack:
             self.web.stop()
         self.s3.stop()
         self.redis.stop()
-        self.postgres.stop()
+        if self.postgres is not None:
+            self.postgres.stop()

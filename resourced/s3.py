@@ -182,6 +182,30 @@ def download_objects(*, location: S3Location, keys: Iterable[str], path_for: Cal
     return Downloaded(missing=missing, files=done["files"], bytes=done["bytes"])
 
 
+MAX_KEY_LENGTH = 1024
+
+
+def relative_key_problem(value: str, *, max_length: int = MAX_KEY_LENGTH) -> str | None:
+    """Why `value` is not a safe relative object key ('/'-separated, no '.' or '..', no control
+    characters, no backslash, no empty element), or None when it is one."""
+    if not value:
+        return "is empty"
+    if value.startswith("/"):
+        return "must be a relative key (no leading '/')"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return "must not contain control characters"
+    if "\\" in value:
+        return "must not contain backslashes"
+    parts = value.split("/")
+    if ".." in parts or "." in parts:
+        return "must not contain '.' or '..' segments"
+    if "" in parts:
+        return "must not contain empty segments ('//' or a trailing '/')"
+    if len(value) > max_length:
+        return f"is longer than {max_length} characters"
+    return None
+
+
 def error_code(exc: Exception) -> str:
     if isinstance(exc, botocore.exceptions.ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from resourced.errors import ErrorFamily
+from resourced.s3 import relative_key_problem
 from resourced.sessions import authenticate
 from restore import callbacks as http_callbacks
 from restore.selectors import restore_job_answer, restore_job_get
@@ -22,28 +23,7 @@ RESTORE_ERRORS = ErrorFamily(
 )
 TIERS = ("Standard", "Bulk", "Expedited")
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-MAX_KEY_LENGTH = 1024
 _url_validator = URLValidator(schemes=["http", "https"])
-
-
-def relative_path_problem(value: str) -> str | None:
-    """Why `value` is not a safe relative S3 key ('/'-separated, no '..', no control characters)."""
-    if not value:
-        return "is empty"
-    if value.startswith("/"):
-        return "must be relative (no leading '/')"
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        return "must not contain control characters"
-    if "\\" in value:
-        return "must not contain backslashes"
-    parts = value.split("/")
-    if ".." in parts or "." in parts:
-        return "must not contain '.' or '..' segments"
-    if "" in parts:
-        return "must not contain empty segments ('//' or a trailing '/')"
-    if len(value) > MAX_KEY_LENGTH:
-        return f"is longer than {MAX_KEY_LENGTH} characters"
-    return None
 
 
 @extend_schema_serializer(component_name="RestoreFileStatus")
@@ -81,7 +61,7 @@ class RestoreCreateApi(APIView):
             for index, key in enumerate(value):
                 if not isinstance(key, str):
                     raise serializers.ValidationError(f"item {index} is not a string")
-                problem = relative_path_problem(key)
+                problem = relative_key_problem(key)
                 if problem:
                     raise serializers.ValidationError(f"item {index} ({key[:100]!r}) {problem}")
                 name = key.rsplit("/", 1)[-1]
@@ -94,7 +74,7 @@ class RestoreCreateApi(APIView):
 
         def validate_file_dir(self, value: str) -> str:
             value = value.rstrip("/")
-            problem = relative_path_problem(value)
+            problem = relative_key_problem(value)
             if problem:
                 raise serializers.ValidationError(problem)
             return value
