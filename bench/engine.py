@@ -8,12 +8,19 @@ A 60 s clip of the 10-minute 720p DASH recording, from the same local files:
          one pass: encode_selection, the same encode read straight from the segments (no intermediate),
          measured in the same alternation as a third variant (--no-one-pass to skip it)
          ffmpeg -ss S -i manifest.mpd -t 60 ... -c:v libx264 -preset veryfast -crf 23 -g 50 -threads 0 -c:a copy
+  accurate (--kinds accurate, opt-in): the frame-accurate cut (cut_clip mode="accurate": the
+         partial GOPs at both ends re-encoded, the rest copied) against the keyframe copy
+         (mode="keyframe") and against the one-pass H.264 transcode (encode_selection) of the same
+         range, on a 10-minute 720p recording with 2 s GOPs (targets: accurate <= 1.3x the keyframe
+         copy's time, the transcode >= 5x the accurate cut's); written to engine-accurate.json when
+         measured alone
 Each run is a fresh process (its peak RSS and CPU time from os.wait4), ours and ffmpeg alternate,
 medians are reported. Ours is timed two ways: the engine call inside the process (what a warm
 worker pays) and the whole process (interpreter + imports included); the ratio uses the call.
 
-    python -m bench.engine [--copy-reps 7] [--h264-reps 5] [--no-one-pass]
-    python -m bench.engine one {copy,h264,h264-1pass} RECDIR OUTDIR START_MS DURATION_MS [--profile FILE]
+    python -m bench.engine [--copy-reps 7] [--h264-reps 5] [--no-one-pass] [--kinds copy,h264,accurate]
+    python -m bench.engine one {copy,copy-accurate,copy-keyframe,h264,h264-1pass} RECDIR OUTDIR START_MS DURATION_MS
+        [--profile FILE]
 """
 from __future__ import annotations
 
@@ -33,7 +40,9 @@ from bench.common import BENCH_VAR, PY, loadavg, log, median, ratio, run_measure
 START_MS = 301_500  # mid-GOP: the copy starts on the keyframe before, the encode on the exact frame
 DURATION_MS = 60_000
 PRESET, CRF, GOP = "veryfast", 23, 50
-OUT_NAME = {"copy": "ours_copy.ts", "h264": "ours_h264.ts", "h264-1pass": "ours_h264_1pass.ts"}
+OUT_NAME = {"copy": "ours_copy.ts", "h264": "ours_h264.ts", "h264-1pass": "ours_h264_1pass.ts",
+            "copy-accurate": "ours_copy_accurate.ts", "copy-keyframe": "ours_copy_keyframe.ts"}
+ACCURATE_GOP_S = 2  # the accurate measurement's recording: the default one with 2 s GOPs
 
 
 # --- the child: one run of ours ------------------------------------------------------------------
@@ -64,8 +73,16 @@ def one(kind: str, recdir: str, outdir: str, start_ms: float, duration_ms: float
             timings["encode_s"] = time.perf_counter() - t1
             timings["call_s"] = time.perf_counter() - t0
             return info, timings
+        if kind in ("copy-accurate", "copy-keyframe"):
+            info = media.cut_clip(selection=selection, files=files, out_path=str(out_dir / OUT_NAME[kind]),
+                                  container="ts", mode=kind.split("-")[1])
+            timings["cut_s"] = time.perf_counter() - t1
+            timings["call_s"] = time.perf_counter() - t0
+            return info, timings
+        # copy: the stream copy from the keyframe before the start, as `ffmpeg -ss S -i ... -c copy` cuts;
+        # h264: the two-pass pipeline of old (keyframe copy to an intermediate, then encode_clip trims)
         cut_out = out_dir / ("ours_copy.ts" if kind == "copy" else "intermediate.ts")
-        info = media.cut_clip(selection=selection, files=files, out_path=str(cut_out), container="ts")
+        info = media.cut_clip(selection=selection, files=files, out_path=str(cut_out), container="ts", mode="keyframe")
         t2 = time.perf_counter()
         timings["cut_s"] = t2 - t1
         if kind == "h264":
@@ -90,7 +107,7 @@ def one(kind: str, recdir: str, outdir: str, start_ms: float, duration_ms: float
         info, timings = work()
     timings["import_s"] = imported - started
     print(json.dumps({"timings": timings, "out": info.path, "duration_ms": info.duration_ms,
-                      "size": info.size_bytes, "lead_ms": info.lead_ms}))
+                      "size": info.size_bytes, "lead_ms": info.lead_ms, "start_ms": info.start_ms}))
 
 
 def patch_frame_threads() -> None:
@@ -233,6 +250,41 @@ def measure(kind: str, reps: int, manifest: Path, scratch: Path, whatif: bool = 
     return result
 
 
+def measure_accurate(reps: int, h264_reps: int, manifest: Path, scratch: Path) -> dict:
+    """Keyframe copy, accurate cut and one-pass H.264 transcode of the same range, alternating."""
+    recdir = manifest.parent
+    kinds = ("copy-keyframe", "copy-accurate", "h264-1pass")
+    runs: dict[str, list] = {k: [] for k in kinds}
+    clips: dict[str, dict] = {}
+    for kind in kinds:  # warm-up (page cache, first-run costs), not counted
+        run_measured(ours_argv(kind, recdir, scratch), cwd=ROOT)
+    for i in range(reps):
+        order = list(kinds) if i < h264_reps else list(kinds[:2])
+        order = order[i % len(order):] + order[:i % len(order)]
+        for kind in order:
+            r = run_measured(ours_argv(kind, recdir, scratch), cwd=ROOT)
+            child = json.loads(r.pop("stdout").strip().splitlines()[-1])
+            r.update(call_s=child["timings"]["call_s"], parts=child["timings"])
+            clips[kind] = {k: child[k] for k in ("start_ms", "lead_ms", "duration_ms", "size")}
+            runs[kind].append(r)
+        log(f"engine accurate rep {i + 1}/{reps}: keyframe copy {runs['copy-keyframe'][-1]['call_s']:.3f} s, "
+            f"accurate {runs['copy-accurate'][-1]['call_s']:.3f} s"
+            + (f", H.264 transcode {runs['h264-1pass'][-1]['call_s']:.2f} s" if i < h264_reps else ""))
+    result = {"recording": recdir.name, "clip": {"start_ms": START_MS, "duration_ms": DURATION_MS},
+              "reps": {"copies": reps, "h264": h264_reps}}
+    for kind, label in (("copy-keyframe", "keyframe"), ("copy-accurate", "accurate"), ("h264-1pass", "h264")):
+        result[label] = _ours_summary(runs[kind], scratch / OUT_NAME[kind])
+        result[label]["clip"] = clips[kind]
+    result["ratio_accurate_vs_keyframe"] = ratio(result["accurate"]["call_s"], result["keyframe"]["call_s"])
+    result["ratio_accurate_vs_keyframe_process"] = ratio(result["accurate"]["process_wall_s"],
+                                                         result["keyframe"]["process_wall_s"])
+    result["ratio_h264_vs_accurate"] = ratio(result["h264"]["call_s"], result["accurate"]["call_s"])
+    result["targets"] = {"accurate_vs_keyframe_max": 1.3, "h264_vs_accurate_min": 5.0}
+    result["runs"] = runs
+    result["loadavg_after"] = loadavg()
+    return result
+
+
 def baseline_rss() -> float:
     """Peak RSS of a process that only imports the engine: the floor of every 'ours' process."""
     r = run_measured([PY, "-c", "import sys; sys.path.insert(0, %r); import exports.media" % str(ROOT)], cwd=ROOT)
@@ -249,17 +301,24 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-whatif", action="store_true", help="skip the x264 frame-threads variant")
     parser.add_argument("--no-one-pass", action="store_true", help="skip the one-pass H.264 variant (encode_selection)")
-    parser.add_argument("--kinds", default="copy,h264", help="which measurements (comma-separated: copy, h264)")
+    parser.add_argument("--kinds", default="copy,h264",
+                        help="which measurements (comma-separated: copy, h264, accurate)")
+    parser.add_argument("--accurate-reps", type=int, default=7)
+    parser.add_argument("--accurate-h264-reps", type=int, default=3)
     args = parser.parse_args(argv)
     from bench import recordings
 
-    manifest = recordings.recording()
+    kinds = [k for k in args.kinds.split(",") if k]
+    manifest = recordings.recording() if {"copy", "h264"} & set(kinds) else None
     scratch = BENCH_VAR / "scratch-engine"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    results = {"clip": {"start_ms": START_MS, "duration_ms": DURATION_MS, "recording": manifest.parent.name},
-               "import_only_peak_rss_mb": baseline_rss()}
-    kinds = [k for k in args.kinds.split(",") if k]
+    results = {"import_only_peak_rss_mb": baseline_rss()}
+    if manifest is not None:
+        results["clip"] = {"start_ms": START_MS, "duration_ms": DURATION_MS, "recording": manifest.parent.name}
+    if "accurate" in kinds:
+        accurate_manifest = recordings.recording(dict(recordings.DEFAULT, gop_s=ACCURATE_GOP_S))
+        results["accurate"] = measure_accurate(args.accurate_reps, args.accurate_h264_reps, accurate_manifest, scratch)
     for kind, reps in (("copy", args.copy_reps), ("h264", args.h264_reps)):
         if kind not in kinds:
             continue
@@ -272,7 +331,7 @@ def main(argv=None) -> dict:
             run_measured(ours_argv(kind, manifest.parent, scratch, profile=str(prof)), cwd=ROOT)
             results[kind]["profile"] = str(prof.relative_to(ROOT))
     shutil.rmtree(scratch, ignore_errors=True)
-    path = write_json("engine.json", results)
+    path = write_json("engine.json" if manifest is not None else "engine-accurate.json", results)
     log(f"engine results in {path.relative_to(ROOT)}")
     return results
 
@@ -281,7 +340,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "one":
         p = argparse.ArgumentParser()
         p.add_argument("cmd")
-        p.add_argument("kind", choices=sorted(OUT_NAME))
+        p.add_argument("kind", choices=sorted(OUT_NAME))  # (copy-accurate / copy-keyframe: cut_clip's modes)
         p.add_argument("recdir")
         p.add_argument("outdir")
         p.add_argument("start_ms", type=float)

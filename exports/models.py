@@ -34,6 +34,10 @@ class Export(models.Model):
         H264 = 1, "H.264"
         H265 = 2, "H.265"
 
+    class CutMode(models.TextChoices):
+        ACCURATE = "accurate", "to the frame"
+        KEYFRAME = "keyframe", "from the keyframe before"
+
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     LIVE = (Status.QUEUED, Status.RUNNING, Status.READY)
 
@@ -43,11 +47,14 @@ class Export(models.Model):
     # the request
     service_caller = models.CharField(max_length=16)
     userid = models.CharField(max_length=255, blank=True, db_index=True)
+    owner = models.CharField(max_length=255, blank=True, db_index=True,
+                             help_text="the user of the session that created it: only that user sees it")
     live_path = models.CharField(max_length=1024)
     peer_id = models.CharField(max_length=255)
     file_name = models.CharField(max_length=255)
     export_type = models.PositiveSmallIntegerField(choices=ExportType.choices, default=ExportType.COPY)
     export_format = models.CharField(max_length=4, default="ts")
+    cut_mode = models.CharField(max_length=8, choices=CutMode.choices, default=CutMode.ACCURATE)
     start_pos = models.BigIntegerField(help_text="epoch ms")
     start_time_ms = models.BigIntegerField(help_text="StartTime, ms into the recording")
     duration_ms = models.BigIntegerField()
@@ -80,7 +87,9 @@ class Export(models.Model):
     video_path = models.CharField(max_length=1024, blank=True)
     video_key = models.CharField(max_length=1024, blank=True)
     output_bytes = models.BigIntegerField(default=0)
-    output_duration_ms = models.FloatField(null=True, blank=True)
+    output_start_ms = models.FloatField(null=True, blank=True,
+                                        help_text="where the clip's first frame is, in recording time (ClipStart)")
+    output_duration_ms = models.FloatField(null=True, blank=True, help_text="the clip's real length (ClipDuration)")
     bytes_needed = models.BigIntegerField(default=0, help_text="bytes of the segments that overlap the clip")
     bytes_downloaded = models.BigIntegerField(default=0)
     segments_missing = models.PositiveIntegerField(default=0)

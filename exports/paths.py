@@ -73,7 +73,3 @@ class ExportPaths:
     @property
     def thumbnail(self) -> Path:
         return self.work_dir / "thumb" / self.image_name
-
-    @property
-    def video_path(self) -> str:
-        return "/" + self.video_key

@@ -10,11 +10,14 @@ VERSION = "v1"
 
 # what export_response reads: a poll loads these columns only
 RESPONSE_FIELDS = ("task_id", "status", "stage", "progress", "error_code", "error_message", "image_path",
-                   "video_path", "lack_ms", "created_at", "started_at")
+                   "video_path", "lack_ms", "output_start_ms", "output_duration_ms", "created_at",
+                   "started_at")
 
 
-def export_get(*, task_id: str, for_response: bool = False) -> Export | None:
-    exports = Export.objects.filter(task_id=task_id).order_by()  # unique: no ordering needed
+def export_get(*, task_id: str, owner: str, for_response: bool = False) -> Export | None:
+    """The export `task_id` if it belongs to `owner` (the session's user), else None: another
+    user's export answers as if it did not exist."""
+    exports = Export.objects.filter(task_id=task_id, owner=owner).order_by()  # unique: no ordering needed
     if for_response:
         exports = exports.only(*RESPONSE_FIELDS)
     return next(iter(exports[:1]), None)
@@ -34,6 +37,8 @@ def empty_response() -> dict:
         "TaskId": "",
         "Progress": 0,
         "Stage": "",
+        "ClipStart": 0,
+        "ClipDuration": 0,
     }
 
 
@@ -72,6 +77,8 @@ def export_response(export: Export) -> dict:
         TaskId=export.task_id,
         Progress=int(export.progress),
         Stage=export.stage,
+        ClipStart=max(0, round(export.output_start_ms)) if export.output_start_ms is not None else 0,
+        ClipDuration=round(export.output_duration_ms) if export.output_duration_ms is not None else 0,
     )
     return body
 

@@ -37,6 +37,7 @@ from resourced.storage_info import parse_storage_info
 logger = logging.getLogger(__name__)
 
 _HMS = re.compile(r"^(?:(\d+):)?([0-5]?\d):([0-5]?\d)(?:\.(\d{1,3}))?$")
+MAX_START_TIME_MS = 2**53  # what a BigIntegerField and a JSON number both hold exactly
 # at most this many progress writes a second per export (stage ends are always written)
 PROGRESS_WRITES_PER_SECOND = 2
 
@@ -56,6 +57,8 @@ def parse_start_time(value) -> int:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError("must not be negative")
+        if value > MAX_START_TIME_MS:
+            raise ValueError(f"must be at most {MAX_START_TIME_MS} ms")
         return int(value)
     text = str(value).strip()
     if re.fullmatch(r"\d{1,15}", text):
@@ -67,6 +70,8 @@ def parse_start_time(value) -> int:
     total = (int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)) * 1000
     if millis:
         total += int(millis.ljust(3, "0"))
+    if total > MAX_START_TIME_MS:
+        raise ValueError(f"must be at most {MAX_START_TIME_MS} ms")
     return total
 
 
@@ -75,12 +80,14 @@ class ExportRequest:
     """A validated export-to-s3dir request."""
 
     service_caller: str
+    owner: str  # the session's user
     userid: str
     live_path: str
     peer_id: str
     file_name: str
     export_type: int
     export_format: str
+    cut_mode: str
     start_pos: int
     start_time_ms: int
     duration_ms: int
@@ -96,8 +103,10 @@ class ExportRequest:
         return self.userid or f"caller:{self.service_caller}"
 
     def idempotency_key(self) -> str:
-        identity = [self.quota_subject, self.live_path, self.start_pos, self.duration_ms, self.export_type,
+        identity = [self.owner, self.quota_subject, self.live_path, self.start_pos, self.duration_ms, self.export_type,
                     self.export_format, self.file_name, self.dest_region, self.dest_bucket]
+        if self.cut_mode != Export.CutMode.ACCURATE:  # keys of accurate exports stay as they were
+            identity.append(self.cut_mode)
         return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
 
 
@@ -185,12 +194,14 @@ def export_submit(*, request: ExportRequest) -> tuple[Export, bool]:
             export = Export.objects.create(
                 idempotency_key=key,
                 service_caller=request.service_caller,
+                owner=request.owner,
                 userid=request.userid,
                 live_path=request.live_path,
                 peer_id=request.peer_id,
                 file_name=request.file_name,
                 export_type=request.export_type,
                 export_format=request.export_format,
+                cut_mode=request.cut_mode,
                 start_pos=request.start_pos,
                 start_time_ms=request.start_time_ms,
                 duration_ms=request.duration_ms,
@@ -370,8 +381,9 @@ def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callab
             return {}  # a transcode decodes the segments itself in encode: nothing to cut first
         selection, files = steps.selection_in_work_dir(live_path=export.live_path, clip_start=export.clip_start_ms,
                                                        duration_ms=export.duration_ms, paths=paths)
-        clip = steps.cut(selection=selection, files=files, paths=paths, container=export.export_format)
-        return {"lead_ms": clip.lead_ms, "output_duration_ms": clip.duration_ms}
+        clip = steps.cut(selection=selection, files=files, paths=paths, container=export.export_format,
+                         mode=export.cut_mode, on_progress=progress)
+        return {"lead_ms": clip.lead_ms, "output_start_ms": clip.start_ms, "output_duration_ms": clip.duration_ms}
     if stage.name == "encode":
         if export.export_type == Export.ExportType.COPY:
             return {}  # the cut is the clip
@@ -379,11 +391,12 @@ def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callab
                                                        duration_ms=export.duration_ms, paths=paths)
         clip = steps.encode(selection=selection, files=files, paths=paths, codec=_codec(export),
                             container=export.export_format, on_progress=progress)
-        return {"output_duration_ms": clip.duration_ms}
+        return {"output_start_ms": clip.start_ms, "output_duration_ms": clip.duration_ms}
     if stage.name == "thumbnail":
         return {"image_path": steps.thumbnail(paths=paths, uploader=f"export:{export.task_id}")}
     if stage.name == "upload":
-        uploaded = steps.upload(paths=paths, location=_destination(export), on_progress=progress)
+        uploaded = steps.upload(paths=paths, location=_destination(export), writer=export.task_id,
+                                on_progress=progress)
         return {"video_key": uploaded.video_key, "video_path": uploaded.video_path,
                 "output_bytes": uploaded.output_bytes}
     raise ValueError(f"no step for stage {stage.name}")
@@ -609,12 +622,14 @@ def export_request_build(*, data: dict, session_userid: str) -> ExportRequest:
     credentials = parse_export_s3_key(data["ExportS3Key"]) if data.get("ExportS3Key") else None
     return ExportRequest(
         service_caller=data["ServiceCaller"],
+        owner=session_userid,
         userid=data.get("userid") or session_userid,
         live_path=live_path,
         peer_id=peer_id,
         file_name=file_name,
         export_type=int(data.get("export_type", 0)),
         export_format=export_format,
+        cut_mode=data.get("CutMode") or Export.CutMode.ACCURATE,
         start_pos=int(data["StartPos"]),
         start_time_ms=parse_start_time(data["StartTime"]),
         duration_ms=int(data["Duration"]),

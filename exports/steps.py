@@ -10,7 +10,7 @@ import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import botocore.exceptions
 from django.conf import settings
@@ -20,6 +20,7 @@ from exports.errors import ErrorCode, ExportError, TransientExportError
 from exports.paths import ExportPaths
 from imgbed.errors import ImageStorageError
 from imgbed.services import image_save_bytes, image_url
+from imgbed.storage import imgbed_storage
 from resourced.s3 import (
     S3Location,
     download_objects,
@@ -33,6 +34,14 @@ from resourced.s3 import (
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[float], None]  # fraction of the stage done, 0..1
+
+
+def warm_up() -> None:
+    """Build the S3 clients the steps use (the default source and destination, the image bed) now,
+    so that the first export a worker process runs does not pay ~0.1 s for each."""
+    S3Location(bucket=settings.SOURCE_DEFAULT_BUCKET, region=settings.SOURCE_DEFAULT_REGION).client()
+    S3Location(bucket=settings.EXPORT_DEFAULT_BUCKET, region=settings.EXPORT_DEFAULT_REGION).client()
+    imgbed_storage().connection  # noqa: B018  (django-storages builds its boto3 resource on first use)
 
 
 def storage_error(exc: BaseException, *, side: str) -> Exception:
@@ -55,13 +64,19 @@ def _media(fn, **kwargs):
 # --- the recording ------------------------------------------------------------------------------
 
 def fetch_recording(*, live_path: str, location: S3Location) -> tuple[media.Recording, dict[str, bytes]]:
-    """The recording's manifest (and an HLS variant playlist) from the source storage."""
+    """The recording's manifest (and an HLS variant playlist, and the byte ranges of media files
+    the manifest needs read: DASH segment indexes) from the source storage; what was read, by
+    local name (media.part_name), is returned with it for the work dir."""
     client = location.client()
     manifests: dict[str, bytes] = {}
 
-    def fetch(key: str) -> bytes:
+    def get(key: str, byte_range: tuple[int, int] | None = None) -> bytes:
+        kwargs = {"Bucket": location.bucket, "Key": location.key(key)}
+        if byte_range is not None:
+            kwargs["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
         try:
-            body = client.get_object(Bucket=location.bucket, Key=location.key(key))["Body"].read()
+            response = client.get_object(**kwargs)
+            body = response["Body"].read()
         except botocore.exceptions.ClientError as exc:
             if is_not_found(exc):
                 raise ExportError(ErrorCode.NO_SUCH_RECORDING,
@@ -69,11 +84,13 @@ def fetch_recording(*, live_path: str, location: S3Location) -> tuple[media.Reco
             raise storage_error(exc, side="source") from exc
         except botocore.exceptions.BotoCoreError as exc:
             raise storage_error(exc, side="source") from exc
-        manifests[key] = body
+        if byte_range is not None and not response.get("ContentRange"):  # a store that ignores Range
+            body = body[byte_range[0]:byte_range[1] + 1]
+        manifests[media.part_name(key, byte_range)] = body
         return body
 
     try:
-        recording = media.load_recording(fetch, live_path)
+        recording = media.load_recording(get, live_path, fetch_range=lambda key, first, last: get(key, (first, last)))
     except media.ManifestError as exc:
         raise ExportError(ErrorCode.MEDIA, f"LivePath: the manifest cannot be read: {exc}") from exc
     return recording, manifests
@@ -104,8 +121,8 @@ def download(*, live_path: str, start_pos: int, start_time_ms: int, duration_ms:
     recording, manifests = fetch_recording(live_path=live_path, location=location)
     start = clip_start_ms(recording=recording, start_pos=start_pos, start_time_ms=start_time_ms)
     selection = media.select_segments(recording, start, start + duration_ms)
-    keys = selection.keys()
-    segment_keys = {s.key for t in selection.tracks for s in t.segments}
+    parts = selection.parts()  # what to fetch: each init / segment object, or only its byte range
+    segment_keys = {s.name for t in selection.tracks for s in t.segments}
     if not segment_keys:
         raise ExportError(ErrorCode.NO_SUCH_RECORDING,
                           f"not such dir: the recording has no media between {start:.0f} ms and "
@@ -117,9 +134,9 @@ def download(*, live_path: str, start_pos: int, start_time_ms: int, duration_ms:
 
     try:
         # progress by objects: the manifest does not say how large each segment is
-        report = download_objects(location=location, keys=keys, path_for=paths.local,
+        report = download_objects(location=location, keys=parts, path_for=paths.local,
                                   concurrency=settings.EXPORT_DOWNLOAD_CONCURRENCY,
-                                  on_object=lambda n: on_progress(n / len(keys)))
+                                  on_object=lambda n: on_progress(n / len(parts)))
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         raise storage_error(exc, side="source") from exc
     missing_segments = [k for k in report.missing if k in segment_keys]
@@ -137,7 +154,9 @@ def selection_in_work_dir(*, live_path: str, clip_start: float, duration_ms: int
                           paths: ExportPaths) -> tuple[media.Selection, dict[str, str]]:
     """The segment selection rebuilt on the worker from the manifests kept in the work dir, and
     the downloaded file of each of its keys."""
-    recording = media.load_recording(lambda key: paths.local(key).read_bytes(), live_path)
+    recording = media.load_recording(
+        lambda key: paths.local(key).read_bytes(), live_path,
+        fetch_range=lambda key, first, last: paths.local(media.part_name(key, (first, last))).read_bytes())
     selection = media.select_segments(recording, clip_start, clip_start + duration_ms)
     files = {key: str(paths.local(key)) for key in selection.keys() if paths.local(key).exists()}
     return selection, files
@@ -147,16 +166,19 @@ def selection_in_work_dir(*, live_path: str, clip_start: float, duration_ms: int
 
 @dataclass(frozen=True)
 class Clip:
+    start_ms: float  # where its first frame is, in recording time
     duration_ms: float
-    lead_ms: float = 0.0
+    lead_ms: float = 0.0  # how far before the requested start it begins (keyframe cuts)
 
 
-def cut(*, selection: media.Selection, files: dict[str, str], paths: ExportPaths, container: str) -> Clip:
-    """A copy export: the clip stream-copied from the keyframe at or before the start."""
+def cut(*, selection: media.Selection, files: dict[str, str], paths: ExportPaths, container: str, mode: str,
+        on_progress: Progress) -> Clip:
+    """A copy export: stream copy, with the partial GOPs at both ends re-encoded in the source's codec
+    (mode "accurate"), or from the keyframe at or before the start (mode "keyframe")."""
     paths.output.parent.mkdir(parents=True, exist_ok=True)
     info = _media(media.cut_clip, selection=selection, files=files, out_path=str(paths.output), container=container,
-                  accurate=settings.EXPORT_SMART_CUT)
-    return Clip(duration_ms=info.duration_ms, lead_ms=info.lead_ms)
+                  mode=mode, on_progress=on_progress)
+    return Clip(start_ms=info.start_ms, duration_ms=info.duration_ms, lead_ms=info.lead_ms)
 
 
 def encode(*, selection: media.Selection, files: dict[str, str], paths: ExportPaths, codec: str, container: str,
@@ -164,13 +186,13 @@ def encode(*, selection: media.Selection, files: dict[str, str], paths: ExportPa
     """A transcode, decoded straight from the downloaded segments (no intermediate file). A clip
     already encoded by an attempt that was stopped before it was recorded is kept."""
     if paths.output.exists():
-        return Clip(duration_ms=_media(media.probe, path=str(paths.output)).duration_ms)
+        return Clip(start_ms=selection.start_ms, duration_ms=_media(media.probe, path=str(paths.output)).duration_ms)
     paths.output.parent.mkdir(parents=True, exist_ok=True)
     preset = settings.MEDIA_H264_PRESET if codec == "h264" else settings.MEDIA_H265_PRESET
     info = _media(media.encode_selection, selection=selection, files=files, out_path=str(paths.output), codec=codec,
                   container=container, preset=preset, crf=settings.MEDIA_CRF, threads=settings.MEDIA_THREADS,
                   hwaccel=settings.MEDIA_HWACCEL, on_progress=on_progress)
-    return Clip(duration_ms=info.duration_ms)
+    return Clip(start_ms=info.start_ms, duration_ms=info.duration_ms)
 
 
 # --- thumbnail ----------------------------------------------------------------------------------
@@ -201,8 +223,37 @@ class Uploaded:
     output_bytes: int
 
 
-def upload(*, paths: ExportPaths, location: S3Location, on_progress: Progress) -> Uploaded:
-    """The clip to the destination bucket (multipart above S3_MULTIPART_THRESHOLD)."""
+# the TaskId of the export that wrote an object, in its user metadata (x-amz-meta-resourced-export)
+WRITER_METADATA = "resourced-export"
+MAX_NAME_SUFFIX = 1000
+
+
+def free_key(*, location: S3Location, key: str, writer: str) -> str:
+    """`key`, or `<stem>_<n><ext>` with the smallest n >= 1 that holds no object another export
+    (or anyone else) wrote: an upload never replaces an object it did not write. An object that
+    `writer` wrote itself (a redelivered upload) is written again."""
+    client = location.client()
+    ext = PurePosixPath(key).suffix
+    stem = key[: len(key) - len(ext)]
+    for n in range(MAX_NAME_SUFFIX):
+        candidate = key if n == 0 else f"{stem}_{n}{ext}"
+        try:
+            head = client.head_object(Bucket=location.bucket, Key=location.key(candidate))
+        except botocore.exceptions.ClientError as exc:
+            if is_not_found(exc):
+                return candidate
+            raise storage_error(exc, side="destination") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise storage_error(exc, side="destination") from exc
+        if head.get("Metadata", {}).get(WRITER_METADATA) == writer:
+            return candidate
+    raise ExportError(ErrorCode.DESTINATION, f"destination: {key} and {MAX_NAME_SUFFIX - 1} numbered names are taken")
+
+
+def upload(*, paths: ExportPaths, location: S3Location, writer: str, on_progress: Progress) -> Uploaded:
+    """The clip to the destination bucket (multipart above S3_MULTIPART_THRESHOLD), under its key
+    or, when another object is there, the first free numbered name (free_key)."""
+    key = free_key(location=location, key=paths.video_key, writer=writer)
     size = paths.output.stat().st_size
     sent = {"bytes": 0}
 
@@ -213,14 +264,14 @@ def upload(*, paths: ExportPaths, location: S3Location, on_progress: Progress) -
 
     try:
         location.client().upload_file(
-            str(paths.output), location.bucket, paths.video_key, Config=transfer_config(), Callback=chunk_sent,
-            ExtraArgs={"ContentType": paths.content_type},
+            str(paths.output), location.bucket, location.key(key), Config=transfer_config(), Callback=chunk_sent,
+            ExtraArgs={"ContentType": paths.content_type, "Metadata": {WRITER_METADATA: writer}},
         )
     except Exception as exc:  # s3transfer wraps the errors of multipart parts
         if s3_cause(exc) is None:
             raise
         raise storage_error(exc, side="destination") from exc
-    return Uploaded(video_key=paths.video_key, video_path=paths.video_path, output_bytes=size)
+    return Uploaded(video_key=key, video_path="/" + key, output_bytes=size)
 
 
 # --- getthumbnail: one frame at a position of a recording ------------------------------------------
@@ -243,7 +294,7 @@ def frame_thumbnail(*, live_path: str, start_pos: int, start_time_ms: int, locat
     with tempfile.TemporaryDirectory(dir=scratch, prefix="thumb-") as tmp:
         files = Path(tmp) / "files"
         try:
-            report = download_objects(location=location, keys=keys, path_for=lambda key: files / key,
+            report = download_objects(location=location, keys=video_only.parts(), path_for=lambda key: files / key,
                                       concurrency=settings.EXPORT_DOWNLOAD_CONCURRENCY)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise storage_error(exc, side="source") from exc

@@ -5,14 +5,28 @@ media. Which stages each task runs, and on which queue, is declared in exports/s
 services run them, record them and send the next task.
 """
 
-from celery import shared_task
+import logging
 
-from exports import services
+from celery import shared_task
+from celery.signals import worker_process_init
+
+from exports import services, steps
 from exports.errors import TransientExportError
 
 # a transient failure (network, 5xx, image bed outage) is retried after 1, 2, 4, 8 s
 RETRY = {"autoretry_for": (TransientExportError,), "max_retries": 4, "retry_backoff": 1, "retry_backoff_max": 30,
          "retry_jitter": False}
+
+
+logger = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def _warm_up(**_kwargs) -> None:
+    try:
+        steps.warm_up()
+    except Exception:  # a worker that cannot reach S3 yet still starts; the first step retries
+        logger.warning("S3 clients could not be built at start", exc_info=True)
 
 
 def _run(task, task_id: str, generation: int, *, runs: str | None = None) -> None:

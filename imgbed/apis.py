@@ -218,7 +218,7 @@ class ImageListApi(APIView):
         path = ImagePathField()
         recursive = serializers.BooleanField(default=False)
         limit = serializers.IntegerField(min_value=1, max_value=1000, default=1000)
-        offset = serializers.IntegerField(min_value=0, default=0)
+        offset = serializers.IntegerField(min_value=0, max_value=2**31, default=0)
 
     class OutputSerializer(serializers.Serializer):
         name = serializers.CharField(source="filename")

@@ -7,25 +7,19 @@ names over 255 UTF-8 bytes, and object keys (``<path>/<filename>``) over 1024 by
 must end in an image extension, so that the image is reachable by the image bed's URL.
 """
 
-import unicodedata
 from urllib.parse import quote, urlsplit
 
 from imgbed.errors import ImagePathInvalid
+from resourced.names import MAX_NAME_BYTES, character_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
-MAX_NAME_BYTES = 255
 MAX_KEY_BYTES = 1024
-# Cc: C0/C1 controls (NUL, \t, \n, DEL, …); Cf: format characters (bidi overrides, zero width);
-# Cs: lone surrogates; Zl/Zp: line and paragraph separators.
-_REFUSED_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 
 def _check_characters(value: str, label: str) -> None:
-    for char in value:
-        if char == "\\":
-            raise ImagePathInvalid(f"{label}: backslashes are not allowed")
-        if unicodedata.category(char) in _REFUSED_CATEGORIES:
-            raise ImagePathInvalid(f"{label}: control character U+{ord(char):04X} is not allowed")
+    problem = character_problem(value)
+    if problem:
+        raise ImagePathInvalid(f"{label}: {problem}")
 
 
 def _check_component(component: str, label: str) -> None:

@@ -16,6 +16,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework import status as http
 from rest_framework.response import Response
 
+from resourced.parsers import BodyTooLarge
+
 logger = logging.getLogger(__name__)
 
 
@@ -99,6 +101,8 @@ def _classify(exc) -> tuple[str, int, str, dict]:
         return "not_found", 404, str(exc.detail), {}
     if isinstance(exc, drf_exceptions.MethodNotAllowed):
         return "invalid", 405, str(exc.detail), {}
+    if isinstance(exc, BodyTooLarge):
+        return "invalid", 413, str(exc.detail), {}
     if isinstance(exc, drf_exceptions.Throttled):
         return "quota", 429, str(exc.detail), {}
     if isinstance(exc, drf_exceptions.APIException):

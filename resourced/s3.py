@@ -125,41 +125,74 @@ def transfer_config(*, threshold: int | None = None, chunksize: int | None = Non
 
 @dataclass(frozen=True)
 class Downloaded:
-    missing: list[str]  # keys not in the bucket
+    missing: list[str]  # names (keys, or part names) not in the bucket
     files: int
     bytes: int
 
 
-def download_objects(*, location: S3Location, keys: Iterable[str], path_for: Callable[[str], Path],
-                     concurrency: int = 8, on_object: Callable[[int], None] | None = None) -> Downloaded:
-    """GET `keys` in parallel into path_for(key), each written under a temporary name then renamed.
+def _item(item) -> tuple[str, str, tuple[int, int] | None]:
+    """(local name, storage key, byte range) of a download_objects item."""
+    if isinstance(item, str):
+        return item, item, None
+    byte_range = item.byte_range
+    return item.name, item.key, (tuple(byte_range) if byte_range is not None else None)
 
-    A key whose file is already there (a redelivered step) is kept; a key not in the bucket is
-    reported in `missing`; any other error is raised as botocore raised it (see is_transient).
-    on_object(n) is called from the fetching threads each time an object is done (n so far).
+
+def download_objects(*, location: S3Location, keys: Iterable, path_for: Callable[[str], Path],
+                     concurrency: int = 8, on_object: Callable[[int], None] | None = None) -> Downloaded:
+    """GET `keys` in parallel into path_for(name), each written under a temporary name then renamed.
+
+    An item is a storage key (the whole object, into path_for(key)), or a part of one: anything
+    with ``.name``, ``.key`` and ``.byte_range`` (``(first, last)``, inclusive, or None for the
+    whole object), like ``exports.media.Part``: a ranged GET (``Range: bytes=first-last``) of only
+    those bytes into path_for(name), so that each range is a file of its own.
+
+    A name whose file is already there (a redelivered step) is kept; an object not in the bucket
+    (or a range it does not hold) is reported in `missing` by name; any other error is raised as
+    botocore raised it (see is_transient). on_object(n) is called from the fetching threads each
+    time an item is done (n so far). `bytes` counts the bytes of the files (what was fetched).
     """
     client = location.client()
     done = {"files": 0, "bytes": 0}
     lock = threading.Lock()
     missing: list[str] = []
 
-    def get(key: str) -> None:
-        path = path_for(key)
+    def get(item) -> None:
+        name, key, byte_range = _item(item)
+        path = path_for(name)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             part = path.with_name(path.name + ".part")
             try:
                 # one GET per object, streamed to the file (s3transfer's download_file sends a HEAD
                 # before each GET: twice the requests for segments of a few hundred kB)
-                body = client.get_object(Bucket=location.bucket, Key=location.key(key))["Body"]
+                kwargs = {"Bucket": location.bucket, "Key": location.key(key)}
+                if byte_range is not None:
+                    kwargs["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+                response = client.get_object(**kwargs)
+                body = response["Body"]
+                # a store that ignores Range answers 200 with the whole object: keep only the range
+                skip, left = 0, None
+                if byte_range is not None and not response.get("ContentRange"):
+                    skip, left = byte_range[0], byte_range[1] - byte_range[0] + 1
                 with open(part, "wb") as handle:
                     for chunk in body.iter_chunks(1 << 20):
-                        handle.write(chunk)
+                        if skip:
+                            cut = min(skip, len(chunk))
+                            chunk, skip = chunk[cut:], skip - cut
+                        if left is not None:
+                            chunk = chunk[:left]
+                            left -= len(chunk)
+                        if chunk:
+                            handle.write(chunk)
+                        if left == 0:
+                            break
+                body.close()
             except botocore.exceptions.ClientError as exc:
                 part.unlink(missing_ok=True)
-                if is_not_found(exc):
+                if is_not_found(exc) or error_code(exc) in ("InvalidRange", "416"):
                     with lock:
-                        missing.append(key)
+                        missing.append(name)
                     return
                 raise
             except BaseException:
@@ -176,7 +209,7 @@ def download_objects(*, location: S3Location, keys: Iterable[str], path_for: Cal
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         # each fetch runs in a copy of this context, so its log lines carry the caller's TaskId too
-        futures = [pool.submit(contextvars.copy_context().run, get, key) for key in keys]
+        futures = [pool.submit(contextvars.copy_context().run, get, item) for item in keys]
         for future in futures:
             future.result()
     return Downloaded(missing=missing, files=done["files"], bytes=done["bytes"])
@@ -191,7 +224,7 @@ def relative_key_problem(value: str, *, max_length: int = MAX_KEY_LENGTH) -> str
     if not value:
         return "is empty"
     if value.startswith("/"):
-        return "must be a relative key (no leading '/')"
+        return "must be relative (no leading '/')"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         return "must not contain control characters"
     if "\\" in value:

@@ -7,6 +7,13 @@ bash "$(dirname "$0")/install-browser.sh"
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 { command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; } || need+=(postgresql)
+# the real-packager corpus (tests/corpus.py): ffmpeg's dash / hls muxers, GStreamer's dashsink / hlssink2
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+{ command -v gst-launch-1.0 >/dev/null 2>&1 \
+  && gst-inspect-1.0 dashsink >/dev/null 2>&1 && gst-inspect-1.0 hlssink2 >/dev/null 2>&1 \
+  && gst-inspect-1.0 h264parse >/dev/null 2>&1 && gst-inspect-1.0 matroskademux >/dev/null 2>&1; } \
+  || need+=(gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+            gstreamer1.0-libav)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

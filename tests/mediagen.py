@@ -118,7 +118,8 @@ def read_second(frame) -> int:
 
 
 def _iter_frames(path: str):
-    with av.open(path) as c:
+    # a .ts of a frame or two is too short for FFmpeg's format probe (it guesses MPEG-PS): say it
+    with av.open(path, format="mpegts" if str(path).endswith(".ts") else None) as c:
         if not c.streams.video:
             return
         for f in c.decode(c.streams.video[0]):
@@ -189,18 +190,46 @@ def _encode_into(
     vcodec: str = "libx264",
     acodec: str = "aac",
     start_second: int = 0,
+    open_gop: bool | None = None,
+    b_pyramid: bool | None = None,
+    b_adapt: int | None = None,
+    pix_fmt: str = "yuv420p",
+    sar: Fraction | None = None,
+    colors: dict[str, int] | None = None,
 ) -> None:
     gop = max(1, int(round(gop_s * fps)))
     vopts = {"g": str(gop), "keyint_min": str(gop), "bf": str(bframes)}
     if vcodec == "libx264":
         vopts.update({"preset": "ultrafast" if not bframes else "superfast", "sc_threshold": "0", "crf": "28"})
+        extra = []
+        if open_gop is not None:
+            # repeat-headers: SPS / PPS before every keyframe, not only the IDR (segmenting muxers ask
+            # for global headers, and their segments must be decodable on their own)
+            extra.append(f"open-gop={int(open_gop)}:repeat-headers=1")
+        if b_pyramid is not None:
+            extra.append("b-pyramid=" + ("normal" if b_pyramid else "none"))
+        if b_adapt is not None:
+            extra.append(f"b-adapt={b_adapt}")
+        if extra:
+            vopts["x264-params"] = ":".join(extra)
     elif vcodec == "libx265":
-        vopts.update({"preset": "ultrafast", "x265-params": f"log-level=error:keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}"})
+        params = f"log-level=error:keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}"
+        if open_gop is not None:
+            params += f":open-gop={int(open_gop)}:repeat-headers=1"
+        if b_pyramid is not None:
+            params += f":b-pyramid={int(b_pyramid)}"
+        if b_adapt is not None:
+            params += f":b-adapt={b_adapt}"
+        vopts.update({"preset": "ultrafast", "x265-params": params})
     vs = out.add_stream(vcodec, rate=fps, options=vopts)
     vs.width = width
     vs.height = height
-    vs.pix_fmt = "yuv420p"
+    vs.pix_fmt = pix_fmt
     vs.codec_context.time_base = Fraction(1, fps)
+    if sar is not None:
+        vs.codec_context.sample_aspect_ratio = sar
+    for name, value in (colors or {}).items():  # color_primaries / color_trc / colorspace / color_range
+        setattr(vs.codec_context, name, value)
     ast = None
     if audio:
         ast = out.add_stream(acodec, rate=_SR, layout="stereo")
@@ -222,6 +251,8 @@ def _encode_into(
                     out.mux(p)
                 apos += _BLOCK
         vf = _make_video_frame(width, height, start_second + i // fps, i % fps)
+        if pix_fmt != "yuv420p":
+            vf = vf.reformat(format=pix_fmt)
         vf.pts = i
         vf.time_base = Fraction(1, fps)
         for p in vs.encode(vf):
@@ -256,15 +287,20 @@ def make_file(
     gop_s: float = 1.0,
     bframes: int = 0,
     start_second: int = 0,
+    **video_opts,
 ) -> str:
-    """Write a single media file (format from `container` or the extension: .ts/.mp4/.mkv)."""
+    """Write a single media file (format from `container` or the extension: .ts/.mp4/.mkv).
+
+    video_opts: open_gop, b_pyramid, b_adapt (encoder GOP structure; None: the encoder's
+    default), pix_fmt, sar, colors (see ``_encode_into``)."""
     if container is None:
         ext = os.path.splitext(path)[1].lower()
         container = {".ts": "mpegts", ".mp4": "mp4", ".mkv": "matroska", ".m4s": "mp4"}.get(ext, "mpegts")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with av.open(path, "w", format=container) as out:
         _encode_into(out, duration_s=duration_s, width=width, height=height, fps=fps, audio=audio,
-                     vcodec=vcodec, acodec=acodec, gop_s=gop_s, bframes=bframes, start_second=start_second)
+                     vcodec=vcodec, acodec=acodec, gop_s=gop_s, bframes=bframes, start_second=start_second,
+                     **video_opts)
     return path
 
 
@@ -328,6 +364,7 @@ def make_dash(
     vcodec: str = "libx264",
     start_second: int = 0,
     manifest_name: str = "manifest.mpd",
+    **video_opts,
 ) -> str:
     """Write a DASH recording (fragmented MP4) into `dir`; return the manifest path.
 
@@ -356,7 +393,7 @@ def make_dash(
     }
     with av.open(mpd_path, "w", format="dash", options=opts) as out:
         _encode_into(out, duration_s=duration_s, width=width, height=height, fps=fps, audio=audio,
-                     gop_s=gop_s, bframes=bframes, start_second=start_second, vcodec=vcodec)
+                     gop_s=gop_s, bframes=bframes, start_second=start_second, vcodec=vcodec, **video_opts)
 
     tree = ET.parse(mpd_path)
     root = tree.getroot()
@@ -464,6 +501,7 @@ def make_hls(
     playlist_name: str = "index.m3u8",
     segment_prefix: str = "seg",
     endlist: bool = True,
+    **video_opts,
 ) -> str:
     """Write an HLS recording (MPEG-TS segments) into `dir`; return the playlist path.
 
@@ -482,7 +520,8 @@ def make_hls(
     }
     with av.open(path, "w", format="hls", options=opts) as out:
         _encode_into(out, duration_s=duration_s, width=width, height=height, fps=fps, audio=audio,
-                     acodec=acodec, gop_s=gop_s, bframes=bframes, start_second=start_second, vcodec=vcodec)
+                     acodec=acodec, gop_s=gop_s, bframes=bframes, start_second=start_second, vcodec=vcodec,
+                     **video_opts)
     with open(path) as f:
         header, segs, trailer = _parse_media_playlist_lines(f.read())
     lines = list(header)

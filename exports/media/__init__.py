@@ -3,12 +3,15 @@
 No Django, no storage access: storage keys and local paths in, files and numbers out.
 """
 from .errors import ManifestError, MediaError
-from .manifest import Recording, Segment, Track, load_recording, parse_m3u8, parse_mpd
+from .manifest import FetchRange, Part, Recording, Segment, Track, load_recording, parse_m3u8, parse_mpd, part_name
 from .select import Selection, lack_length, select_segments
 
 __all__ = [
     "MediaError",
     "ManifestError",
+    "Part",
+    "part_name",
+    "FetchRange",
     "Segment",
     "Track",
     "Recording",

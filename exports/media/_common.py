@@ -20,7 +20,8 @@ class ClipInfo:
     width: int | None
     height: int | None
     size_bytes: int
-    lead_ms: float = 0.0  # cut_clip: how far before the requested start the output begins
+    lead_ms: float = 0.0  # how far before the requested start the clip's first frame is (0: frame accurate)
+    start_ms: float = 0.0  # where the clip's first frame is, in the source's time (recording time for a selection)
 
 
 _FORMATS = {

@@ -19,7 +19,7 @@ import av
 
 from ._common import ClipInfo, atomic_output, container_format
 from ._source import Pkt, open_sources
-from .cut import _copy
+from .cut import _EPS_MS, _copy
 from .errors import MediaError
 from .select import Selection, lack_length
 
@@ -137,7 +137,8 @@ def encode_clip(
 
     Times are relative to the first video timestamp of the source.  Video: libx264 /
     libx265 (or NVENC when `hwaccel` and it works; software otherwise).  Audio: AAC
-    packets are copied, other codecs re-encoded to AAC.  Output timestamps start at 0.
+    packets are copied, other codecs re-encoded to AAC.  Output timestamps start at 0;
+    ``start_ms`` is where the first frame kept is, in the same time (``lead_ms`` 0).
     """
     codec = _norm_codec(codec)
     fmt, mux_opts = container_format(container)
@@ -249,7 +250,10 @@ def encode_selection(
     `files` skipped, a hole in the timeline left as a jump, a start inside a hole begins
     after it); decoding starts at the video keyframe at or before the start, and the frames
     presented in [start, end) are encoded (encoder, options, NVENC fallback and audio as
-    ``encode_clip``).  Output timestamps start at 0; ``lead_ms`` is 0.
+    ``encode_clip``): the first frame is the one presented at the start (or the first after it),
+    the last the last one presented before the end, as ``cut_clip(mode="accurate")`` cuts.
+    Output timestamps start at 0; ``lead_ms`` is 0 and ``start_ms`` the recording time of the
+    first frame.
 
     on_progress(fraction): called at most every 0.25 s with frames encoded / frames expected
     (0..1, non-decreasing), and with 1.0 once the output is in place.  An exception it raises
@@ -452,7 +456,7 @@ class _ClipEncoder:
             self.check_seek = False
             if rel > self.t_from + self.half_frame_ms:
                 raise _SeekOvershoot(f"first frame after seeking is at {rel:.0f} ms")
-        tol = min(1.0, self.half_frame_ms)
+        tol = min(_EPS_MS, self.half_frame_ms)  # (the tolerance cut_clip applies: the same frames)
         if rel < self.t_from - tol:
             return
         if self.t_to is not None and rel >= self.t_to - tol:
@@ -543,6 +547,7 @@ class _ClipEncoder:
 
     def info(self, out_path: str) -> ClipInfo:
         frame_ms = 1000.0 / float(self.fps)
+        first_ms = float((self.zero_pts - self.v0) * self.vtb) * 1000.0 if self.zero_pts is not None else 0.0
         return ClipInfo(
             path=out_path,
             duration_ms=self.frames * frame_ms if self.frames else 0.0,
@@ -551,6 +556,7 @@ class _ClipEncoder:
             width=self.ovs.width,
             height=self.ovs.height,
             size_bytes=os.path.getsize(out_path),
+            start_ms=round(first_ms, 3),
         )
 
 

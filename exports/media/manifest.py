@@ -3,7 +3,14 @@
 All times are milliseconds of *recording time*: 0 is the start of the presentation
 (DASH: Period@start + (t - presentationTimeOffset) / timescale; HLS: cumulative
 EXTINF sum starting at 0).  ``Recording.origin_ms`` gives the wall-clock epoch ms
-of recording time 0 when the manifest says so.
+of recording time 0 when the manifest says so; without one, recording time 0 is the
+start of the first media segment, whatever the media timestamps are.
+
+What a recording is made of is named by parts (``Part``): a storage key, or a byte range of
+one (DASH SegmentBase / SegmentURL@mediaRange / Initialization@range, HLS
+EXT-X-BYTERANGE / EXT-X-MAP BYTERANGE).  ``Part.name`` is the name of the local file
+such a part is downloaded into (the key itself for a whole object), which is also the
+key of the ``files`` mappings the cut / encode / thumbnail functions take.
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import datetime as _dt
 import math
 import posixpath
 import re
+import struct
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
@@ -20,14 +28,46 @@ from urllib.parse import unquote, urlsplit
 from .errors import ManifestError
 
 __all__ = [
+    "Part",
     "Segment",
     "Track",
     "Recording",
+    "FetchRange",
     "load_recording",
     "parse_mpd",
     "parse_m3u8",
+    "part_name",
     "resolve_key",
 ]
+
+# fetch_range(key, first, last) -> the bytes first..last (inclusive, as in an HTTP Range header) of
+# the object at `key`; fewer when the object ends before `last`.
+FetchRange = Callable[[str, int, int], bytes]
+
+
+def part_name(key: str, byte_range: tuple[int, int] | None) -> str:
+    """Local name of a part: the key of a whole object, ``key@first-last`` for a byte range."""
+    if byte_range is None:
+        return key
+    return f"{key}@{byte_range[0]}-{byte_range[1]}"
+
+
+@dataclass(frozen=True)
+class Part:
+    """Something to download: the object at `key`, or the bytes byte_range[0]..byte_range[1]
+    (inclusive) of it."""
+
+    key: str
+    byte_range: tuple[int, int] | None = None
+
+    @property
+    def name(self) -> str:
+        return part_name(self.key, self.byte_range)
+
+    @property
+    def size(self) -> int | None:
+        """Bytes of the range (None for a whole object: the manifest does not say)."""
+        return None if self.byte_range is None else self.byte_range[1] - self.byte_range[0] + 1
 
 
 @dataclass(frozen=True)
@@ -36,16 +76,44 @@ class Segment:
     start_ms: float  # start in recording time
     end_ms: float
     number: int  # DASH $Number$ / HLS media sequence number
+    byte_range: tuple[int, int] | None = None  # inclusive bytes of `key` holding the segment; None: all of it
+    init: Part | None = None  # this segment's own initialization (set when a track's segments do not share one)
+    # the segment's start in the media's own timestamps (DASH: its time / timescale, in ms), when the
+    # manifest says (None for HLS): recording time = start_ms + (media timestamp - media_start_ms)
+    media_start_ms: float | None = None
+
+    @property
+    def name(self) -> str:
+        """Local file name of the segment (see Part.name)."""
+        return part_name(self.key, self.byte_range)
+
+    @property
+    def part(self) -> Part:
+        return Part(self.key, self.byte_range)
 
 
 @dataclass(frozen=True)
 class Track:
     kind: str  # "video", "audio" or "muxed"
-    init_key: str | None  # DASH initialization segment (or HLS EXT-X-MAP); None for TS
+    init_key: str | None  # DASH initialization segment (or HLS EXT-X-MAP) shared by all segments; None for TS
     segments: tuple[Segment, ...]
     codecs: str = ""
     bandwidth: int = 0
     representation_id: str = ""
+    init_range: tuple[int, int] | None = None  # inclusive bytes of init_key; None: all of it
+
+    @property
+    def init(self) -> Part | None:
+        return None if self.init_key is None else Part(self.init_key, self.init_range)
+
+    @property
+    def init_name(self) -> str | None:
+        return None if self.init_key is None else part_name(self.init_key, self.init_range)
+
+    def init_of(self, segment: Segment) -> Part | None:
+        """The initialization `segment` needs: its own (multi-period DASH, an HLS EXT-X-MAP that
+        changes) or the track's; None for self-initializing segments (MPEG-TS)."""
+        return segment.init if segment.init is not None else self.init
 
 
 @dataclass(frozen=True)
@@ -199,14 +267,28 @@ def expand_template(template: str, *, rep_id: str = "", number: int = 0, bandwid
     return _TEMPLATE_RE.sub(sub, template)
 
 
+def _byte_range(value: str | None, what: str) -> tuple[int, int] | None:
+    """A DASH byte range "first-last" (inclusive) -> (first, last)."""
+    if value is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", value)
+    if not m:
+        raise ManifestError(f"invalid {what} {value!r} (expected 'first-last')")
+    first, last = int(m.group(1)), int(m.group(2))
+    if last < first:
+        raise ManifestError(f"invalid {what} {value!r} (last byte before first byte)")
+    return first, last
+
+
 class _Seg:
-    __slots__ = ("attrs", "timeline", "urls", "init")
+    __slots__ = ("attrs", "timeline", "urls", "init", "init_range")
 
     def __init__(self) -> None:
         self.attrs: dict[str, str] = {}
         self.timeline: ET.Element | None = None
-        self.urls: list[str] | None = None
-        self.init: str | None = None
+        self.urls: list[tuple[str, tuple[int, int] | None]] | None = None  # SegmentURL (@media, @mediaRange)
+        self.init: str | None = None  # Initialization@sourceURL
+        self.init_range: tuple[int, int] | None = None  # Initialization@range
 
 
 def _merge_seginfo(levels: Iterable[ET.Element | None]) -> tuple[str | None, _Seg]:
@@ -229,36 +311,302 @@ def _merge_seginfo(levels: Iterable[ET.Element | None]) -> tuple[str | None, _Se
             if tl is not None:
                 info.timeline = tl
             ini = _child(s, "Initialization")
-            if ini is not None and ini.get("sourceURL"):
-                info.init = ini.get("sourceURL")
+            if ini is not None:
+                if ini.get("sourceURL"):
+                    info.init = ini.get("sourceURL")
+                if ini.get("range") is not None:
+                    info.init_range = _byte_range(ini.get("range"), "Initialization@range")
             if name == "SegmentList":
-                urls = [u.get("media", "") for u in _children(s, "SegmentURL")]
+                urls = [(u.get("media") or "", _byte_range(u.get("mediaRange"), "SegmentURL@mediaRange"))
+                        for u in _children(s, "SegmentURL")]
                 if urls:
                     info.urls = urls
     return kind, info
 
 
+# --------------------------------------------------------------------------- representation kinds
+_VIDEO_CODECS = ("avc", "hvc", "hev", "vp0", "vp8", "vp9", "av01", "dvh", "dva", "mp4v", "vvc", "vvi")
+_AUDIO_CODECS = ("mp4a", "opus", "ac-3", "ec-3", "ac-4", "flac", "mp3", ".mp3", "vorbis", "alac", "dts", "mha", "mhm")
+_TEXT_CODECS = ("stpp", "wvtt", "tx3g", "c608", "c708", "ttml", "webvtt", "evte", "dvb", "jpeg", "png", "mjpg")
+_IGNORED_SCHEMES = ("thumbnail_tile", "trickmode")  # DASH-IF thumbnail tiles, trick-play representations
+
+
+def _codec_kinds(codecs: str) -> set[str]:
+    out = set()
+    for c in codecs.lower().split(","):
+        c = c.strip()
+        if not c:
+            continue
+        if c.startswith(_VIDEO_CODECS):
+            out.add("video")
+        elif c.startswith(_AUDIO_CODECS):
+            out.add("audio")
+        elif c.startswith(_TEXT_CODECS):
+            out.add("text")
+    return out
+
+
 def _classify(aset: ET.Element, rep: ET.Element) -> str | None:
-    ctype = (aset.get("contentType") or "").lower()
-    mime = (rep.get("mimeType") or aset.get("mimeType") or "").lower()
-    codecs = (rep.get("codecs") or aset.get("codecs") or "").lower()
+    """"video", "audio", "muxed", None (not audio-visual: text, image, metadata, trick play) or "?"
+    (only the media itself or the mimeType can tell), from @contentType then @codecs."""
+    for el in (aset, rep):
+        for prop in _children(el, "EssentialProperty") + _children(el, "SupplementalProperty"):
+            if any(s in (prop.get("schemeIdUri") or "").lower() for s in _IGNORED_SCHEMES):
+                return None
+    ctype = (rep.get("contentType") or aset.get("contentType") or "").lower().strip()
     comp_types = {(c.get("contentType") or "").lower() for c in _children(aset, "ContentComponent")}
-    vid_codecs = ("avc", "hvc", "hev", "vp0", "vp8", "vp9", "av01", "dvh", "dva", "mp4v")
-    aud_codecs = ("mp4a", "opus", "ac-3", "ec-3", "flac", "mp3", "vorbis", "alac", "dts")
-    has_v = any(c.strip().startswith(vid_codecs) for c in codecs.split(",") if c)
-    has_a = any(c.strip().startswith(aud_codecs) for c in codecs.split(",") if c)
-    if has_v and has_a or {"video", "audio"} <= comp_types:
+    kinds = _codec_kinds(rep.get("codecs") or aset.get("codecs") or "")
+    if {"video", "audio"} <= kinds or {"video", "audio"} <= comp_types:
         return "muxed"
-    if ctype in ("text", "image", "application") or mime.startswith(("text/", "image/", "application/")):
+    if ctype in ("video", "audio"):
+        return ctype
+    if ctype:  # text, image, application, ...
         return None
-    if ctype == "video" or mime.startswith("video/") or has_v or (rep.get("width") and not has_a):
+    if "video" in kinds or "audio" in kinds:
+        return "video" if "video" in kinds else "audio"
+    if "text" in kinds:
+        return None
+    if comp_types & {"video", "audio"}:
+        return "video" if "video" in comp_types else "audio"
+    return "?"
+
+
+def _kind_from_attributes(aset: ET.Element, rep: ET.Element) -> str | None:
+    """The last resort: @mimeType, then picture size / audio attributes."""
+    mime = (rep.get("mimeType") or aset.get("mimeType") or "").lower()
+    has_picture = bool(rep.get("width") or aset.get("width") or rep.get("height") or aset.get("maxWidth"))
+    has_sound = bool(rep.get("audioSamplingRate") or aset.get("audioSamplingRate")
+                     or _children(rep, "AudioChannelConfiguration") or _children(aset, "AudioChannelConfiguration"))
+    if mime.startswith(("text/", "image/", "application/")):
+        return None
+    if mime.startswith("audio/"):
+        return "audio"
+    if mime.startswith("video/"):
+        return "audio" if has_sound and not has_picture else "video"
+    if has_picture:
         return "video"
-    if ctype == "audio" or mime.startswith("audio/") or has_a:
+    if has_sound:
         return "audio"
     return None
 
 
+def _iter_boxes(data: bytes, start: int = 0, end: int | None = None):
+    """(type, offset, size, header_size) of the ISO BMFF boxes laid end to end in data[start:end];
+    a box cut off by the end of `data` is still yielded (size says how far it goes)."""
+    end = len(data) if end is None else end
+    pos = start
+    while pos + 8 <= end:
+        size, typ = struct.unpack_from(">I4s", data, pos)
+        hdr = 8
+        if size == 1:
+            if pos + 16 > end:
+                return
+            size = struct.unpack_from(">Q", data, pos + 8)[0]
+            hdr = 16
+        elif size == 0:
+            size = end - pos
+        if size < hdr:
+            return
+        yield typ.decode("latin-1"), pos, size, hdr
+        pos += size
+
+
+def _mp4_kinds(data: bytes) -> set[str]:
+    """Track kinds ("video" / "audio") of the moov in an initialization segment."""
+    out: set[str] = set()
+
+    def walk(start: int, end: int, depth: int) -> None:
+        for typ, pos, size, hdr in _iter_boxes(data, start, min(end, len(data))):
+            if typ in ("moov", "trak", "mdia") and depth < 4:
+                walk(pos + hdr, pos + size, depth + 1)
+            elif typ == "hdlr" and pos + hdr + 12 <= len(data):
+                handler = data[pos + hdr + 8:pos + hdr + 12]
+                if handler == b"vide":
+                    out.add("video")
+                elif handler == b"soun":
+                    out.add("audio")
+
+    walk(0, len(data), 0)
+    return out
+
+
+_TS_VIDEO_TYPES = {0x01, 0x02, 0x10, 0x1B, 0x24, 0x42, 0xD1, 0xEA}
+_TS_AUDIO_TYPES = {0x03, 0x04, 0x0F, 0x11, 0x1C, 0x81, 0x82, 0x84, 0x87}
+
+
+def _ts_kinds(data: bytes) -> set[str]:
+    """Elementary stream kinds listed by the first PMT of an MPEG-TS chunk."""
+    packets = [data[i:i + 188] for i in range(0, len(data) - 187, 188) if data[i] == 0x47]
+
+    def section(pid: int) -> bytes | None:
+        for p in packets:
+            if ((p[1] & 0x1F) << 8 | p[2]) != pid or not p[1] & 0x40:
+                continue
+            pos = 4
+            if p[3] & 0x20:  # adaptation field
+                pos += 1 + p[4]
+            if pos >= 188:
+                continue
+            pos += 1 + p[pos]  # pointer field
+            return p[pos:]
+        return None
+
+    pat = section(0)
+    if not pat or len(pat) < 12:
+        return set()
+    pmt_pid = None
+    for i in range(8, min(len(pat), 3 + ((pat[1] & 0x0F) << 8 | pat[2])) - 4, 4):
+        program = pat[i] << 8 | pat[i + 1]
+        if program:
+            pmt_pid = (pat[i + 2] & 0x1F) << 8 | pat[i + 3]
+            break
+    pmt = section(pmt_pid) if pmt_pid is not None else None
+    if not pmt or len(pmt) < 12:
+        return set()
+    end = min(len(pmt), 3 + ((pmt[1] & 0x0F) << 8 | pmt[2])) - 4
+    pos = 12 + ((pmt[10] & 0x0F) << 8 | pmt[11])
+    out: set[str] = set()
+    while pos + 5 <= end:
+        stype = pmt[pos]
+        if stype in _TS_VIDEO_TYPES:
+            out.add("video")
+        elif stype in _TS_AUDIO_TYPES:
+            out.add("audio")
+        pos += 5 + ((pmt[pos + 3] & 0x0F) << 8 | pmt[pos + 4])
+    return out
+
+
+_PROBE_BYTES = 64 * 1024
+
+
+def _probe_kind(fetch_range: FetchRange, init: Part | None, first: Segment | None) -> str | None:
+    """What the media of a representation is, read from its initialization segment (hdlr boxes)
+    or, without one, from the PMT of its first (MPEG-TS) segment; None when they do not tell.
+    Errors of `fetch_range` propagate."""
+    if init is not None:
+        a, b = init.byte_range if init.byte_range is not None else (0, _PROBE_BYTES - 1)
+        data = fetch_range(init.key, a, min(b, a + _PROBE_BYTES - 1))
+    elif first is not None:
+        a = first.byte_range[0] if first.byte_range is not None else 0
+        data = fetch_range(first.key, a, a + 188 * 64 - 1)
+    else:
+        return None
+    try:
+        kinds = _mp4_kinds(data) or (_ts_kinds(data) if init is None else set())
+    except (struct.error, IndexError):  # not what it claims to be: the attributes decide
+        return None
+    if {"video", "audio"} <= kinds:
+        return "muxed"
+    return next(iter(kinds), None)
+
+
+# --------------------------------------------------------------------------- segment index (sidx)
 _MAX_SEGMENTS = 2_000_000
+_MAX_INDEX_BYTES = 4 * 1024 * 1024
+
+
+def _parse_sidx(data: bytes, pos: int, size: int, hdr: int, file_offset: int) -> tuple[int, list[tuple]]:
+    """(timescale, [(reference_type, first, last, t, d)]) of the sidx box at data[pos:pos+size],
+    whose first byte is at `file_offset` in the file."""
+    body = pos + hdr
+    if body + 4 > len(data):
+        raise ManifestError("truncated sidx box")
+    version = data[body]
+    p = body + 4
+    try:
+        _ref_id, timescale = struct.unpack_from(">II", data, p)
+        p += 8
+        if version == 0:
+            ept, first_offset = struct.unpack_from(">II", data, p)
+            p += 8
+        else:
+            ept, first_offset = struct.unpack_from(">QQ", data, p)
+            p += 16
+        _reserved, count = struct.unpack_from(">HH", data, p)
+        p += 4
+        if p + 12 * count > pos + size or p + 12 * count > len(data):
+            raise ManifestError("truncated sidx box")
+        if timescale <= 0:
+            raise ManifestError("sidx with a zero timescale")
+        offset = file_offset + size + first_offset
+        t = ept
+        refs = []
+        for _ in range(count):
+            a, dur, _sap = struct.unpack_from(">III", data, p)
+            p += 12
+            rsize = a & 0x7FFFFFFF
+            if rsize <= 0:
+                raise ManifestError("sidx reference of size 0")
+            refs.append((a >> 31, offset, offset + rsize - 1, t, dur))
+            offset += rsize
+            t += dur
+    except struct.error as e:
+        raise ManifestError(f"truncated sidx box: {e}") from e
+    return timescale, refs
+
+
+def read_segment_index(fetch_range: FetchRange, key: str, first: int, last: int,
+                       *, _depth: int = 0) -> tuple[int, list[tuple[int, int, int, int]]] | None:
+    """The media subsegments indexed by the sidx box(es) in bytes first..last of `key`:
+    (timescale, [(first_byte, last_byte, t, d)]); hierarchical and daisy-chained sidx boxes
+    (reference_type 1) are followed, fetching only the referenced index boxes.  None when
+    there is no sidx box there."""
+    if _depth > 8:
+        raise ManifestError("sidx boxes nested too deep")
+    if last - first + 1 > _MAX_INDEX_BYTES:
+        raise ManifestError(f"segment index of {last - first + 1} bytes is too large")
+    data = fetch_range(key, first, last)
+    timescale = None
+    out: list[tuple[int, int, int, int]] = []
+    for typ, pos, size, hdr in _iter_boxes(data):
+        if typ != "sidx":
+            continue
+        if pos + size > len(data):  # the index range cut the box: fetch all of it
+            data = data[:pos] + fetch_range(key, first + pos, first + pos + size - 1)
+        ts, refs = _parse_sidx(data, pos, size, hdr, first + pos)
+        timescale = timescale or ts
+
+        def rescale(value: int, ts: int = ts, to: int = timescale) -> int:  # into the first box's timescale
+            return value if ts == to else value * to // ts
+
+        for rtype, a, b, t, d in refs:
+            if rtype == 0:
+                out.append((a, b, rescale(t), rescale(d)))
+                continue
+            # an index reference: its sidx box is at `a`; read its header, then the box
+            head = fetch_range(key, a, a + 15)
+            box = next(_iter_boxes(head), None)
+            if box is None or box[0] != "sidx":
+                raise ManifestError(f"{key}: sidx reference at byte {a} is not a sidx box")
+            sub = read_segment_index(fetch_range, key, a, a + box[2] - 1, _depth=_depth + 1)
+            if sub is not None:
+                sts, srefs = sub
+                out.extend((x, y, st * timescale // sts, sd * timescale // sts) for x, y, st, sd in srefs)
+        if len(out) > _MAX_SEGMENTS:
+            raise ManifestError("unreasonable number of subsegments in the segment index")
+    if timescale is None:
+        return None
+    return timescale, out
+
+
+def _find_index(fetch_range: FetchRange, key: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """(index range, initialization range) of a single-file representation whose manifest gives
+    no @indexRange: the first sidx box among the top-level boxes at the start of the file."""
+    data = fetch_range(key, 0, _PROBE_BYTES - 1)
+    for typ, pos, size, _hdr in _iter_boxes(data):
+        if typ == "sidx":
+            return (pos, pos + size - 1), ((0, pos - 1) if pos else None)
+        if typ in ("moof", "mdat"):
+            break
+    return None, None
+
+
+
+def _base_file(base: str, what: str) -> str:
+    key = "" if (not base or base.endswith("/")) else posixpath.normpath(base)
+    if not key:
+        raise ManifestError(f"{what} without a BaseURL naming a file")
+    return key
 
 
 def _rep_segments(
@@ -273,14 +621,18 @@ def _rep_segments(
     dynamic: bool,
     now_rel_ms: float | None,
     tsbd_ms: float | None = None,
-) -> tuple[str | None, list[Segment]]:
+    fetch_range: FetchRange | None = None,
+) -> tuple[Part | None, list[Segment]]:
     a = info.attrs
-    timescale = int(a.get("timescale", "1") or 1)
+    try:
+        timescale = int(a.get("timescale", "1") or 1)
+        pto = int(a.get("presentationTimeOffset", "0") or 0)
+        start_number = int(a.get("startNumber", "1") or 1)
+        end_number = int(a["endNumber"]) if a.get("endNumber") else None
+    except ValueError as e:
+        raise ManifestError(f"invalid segment information {a}") from e
     if timescale <= 0:
         raise ManifestError("invalid timescale")
-    pto = int(a.get("presentationTimeOffset", "0") or 0)
-    start_number = int(a.get("startNumber", "1") or 1)
-    end_number = int(a["endNumber"]) if a.get("endNumber") else None
 
     def to_ms(t: int) -> float:
         return period_start_ms + (t - pto) * 1000.0 / timescale
@@ -298,7 +650,8 @@ def _rep_segments(
 
     times: list[tuple[int, int]] = []  # (t, d) in media time
     first_index = 0  # index (from startNumber) of times[0]
-    if info.timeline is not None:
+    listed = kind == "SegmentList" and info.urls is not None
+    if info.timeline is not None and kind != "SegmentBase":
         entries = _children(info.timeline, "S")
         t = None
         for i, s in enumerate(entries):
@@ -344,43 +697,42 @@ def _rep_segments(
         if count - first_index > _MAX_SEGMENTS:
             raise ManifestError(f"unreasonable number of segments ({count - first_index})")
         times = [(pto + i * d, d) for i in range(first_index, max(0, count))]
-    elif kind == "SegmentList" and info.urls is not None:
+    elif listed:
         d = int(a.get("duration", "0") or 0)
         if not d:
             if period_end_ms is None or len(info.urls) != 1:
                 raise ManifestError("SegmentList without @duration or SegmentTimeline")
-            d = int((period_end_ms - period_start_ms) * timescale / 1000.0)
+            d = max(1, int((period_end_ms - period_start_ms) * timescale / 1000.0))
         times = [(pto + i * d, d) for i in range(len(info.urls))]
     else:
-        # single-file representation (SegmentBase or bare BaseURL)
-        if period_end_ms is None:
-            raise ManifestError("single-file representation without a known duration")
-        key = "" if (not base or base.endswith("/")) else posixpath.normpath(base)
-        if not key:
-            raise ManifestError("representation has no segment information")
-        return None, [Segment(key=key, start_ms=period_start_ms, end_ms=period_end_ms, number=start_number)]
+        return _single_file(info=info, base=base, period_start_ms=period_start_ms, period_end_ms=period_end_ms,
+                            start_number=start_number, fetch_range=fetch_range)
 
-    if kind == "SegmentList" and info.urls is not None:
+    if listed:
         times = times[: len(info.urls)]
     segments = []
     for idx, (t, d) in enumerate(times):
         number = start_number + first_index + idx
         if end_number is not None and number > end_number:
             break
-        if kind == "SegmentList" and info.urls is not None:
-            ref = info.urls[idx]
+        byte_range = None
+        if listed:
+            ref, byte_range = info.urls[idx]
+            key = _resolve_against(base, ref) if ref else _base_file(base, "SegmentURL without @media")
         else:
             media = a.get("media")
             if not media:
                 raise ManifestError("SegmentTemplate without @media")
             ref = expand_template(media, rep_id=rep_id, number=number, bandwidth=bandwidth, time=t)
+            key = _resolve_against(base, ref)
         start = to_ms(t)
         end = to_ms(t + d)
         if info.timeline is None and period_end_ms is not None:
             end = min(end, period_end_ms)
             if end <= start:
                 break
-        segments.append(Segment(key=_resolve_against(base, ref), start_ms=start, end_ms=end, number=number))
+        segments.append(Segment(key=key, start_ms=start, end_ms=end, number=number, byte_range=byte_range,
+                                media_start_ms=t * 1000.0 / timescale))
 
     init_key = None
     init_ref = a.get("initialization") if kind == "SegmentTemplate" else None
@@ -390,16 +742,76 @@ def _rep_segments(
         init_key = _resolve_against(
             base, expand_template(init_ref, rep_id=rep_id, bandwidth=bandwidth, number=start_number, time=0)
         )
-    return init_key, segments
+    elif info.init_range is not None:  # Initialization@range without @sourceURL: a range of the BaseURL file
+        init_key = _base_file(base, "Initialization@range")
+    init = Part(init_key, info.init_range) if init_key else None
+    return init, segments
 
 
-def parse_mpd(text: bytes | str, *, base_dir: str, now_ms: float | None = None) -> Recording:
+def _single_file(*, info: _Seg, base: str, period_start_ms: float, period_end_ms: float | None,
+                 start_number: int, fetch_range: FetchRange | None) -> tuple[Part | None, list[Segment]]:
+    """A representation in one file (SegmentBase, or a bare BaseURL).
+
+    With a segment index (SegmentBase@indexRange, else a sidx box found at the start of the
+    file) and a way to read it (`fetch_range`), every indexed subsegment becomes a Segment
+    naming its byte range, and the initialization the bytes Initialization@range (or those
+    before the index); otherwise the whole file is one segment spanning the period.
+    """
+    a = info.attrs
+    key = _base_file(base, "representation without segment information")
+    index_range = _byte_range(a.get("indexRange"), "SegmentBase@indexRange")
+    init_range = info.init_range
+    index = None
+    if fetch_range is not None:
+        if index_range is None:
+            index_range, found_init = _find_index(fetch_range, key)
+            init_range = init_range or found_init
+        if index_range is not None:
+            index = read_segment_index(fetch_range, key, *index_range)
+    if index is None or not index[1]:
+        if period_end_ms is None:
+            raise ManifestError("single-file representation without a known duration")
+        return None, [Segment(key=key, start_ms=period_start_ms, end_ms=period_end_ms, number=start_number)]
+    sidx_timescale, refs = index
+    try:
+        timescale = int(a.get("timescale", "1") or 1)
+        pto = int(a.get("presentationTimeOffset", "0") or 0)
+    except ValueError as e:
+        raise ManifestError(f"invalid SegmentBase {a}") from e
+    pto_ms = pto * 1000.0 / max(1, timescale)
+    segments = []
+    for i, (first, last, t, d) in enumerate(refs):
+        start = period_start_ms + t * 1000.0 / sidx_timescale - pto_ms
+        end = start + d * 1000.0 / sidx_timescale
+        if period_end_ms is not None:
+            if start >= period_end_ms:
+                break
+            end = min(end, period_end_ms)
+        segments.append(Segment(key=key, start_ms=start, end_ms=end, number=start_number + i, byte_range=(first, last),
+                                media_start_ms=t * 1000.0 / sidx_timescale))
+    if init_range is None:
+        init_range = (0, index_range[0] - 1) if index_range[0] > 0 else None
+    init_key = _resolve_against(base, info.init) if info.init else key
+    init = Part(init_key, init_range) if (init_range is not None or info.init) else None
+    return init, segments
+
+
+def parse_mpd(text: bytes | str, *, base_dir: str, now_ms: float | None = None,
+              fetch_range: FetchRange | None = None) -> Recording:
     """Parse a DASH MPD.
 
-    The video representation with the highest bandwidth (over all video adaptation sets)
-    and the first audio representation are kept.  ``now_ms`` (epoch ms, default: the
-    current time) bounds open-ended timelines of dynamic MPDs (S@r=-1 as last entry,
-    SegmentTemplate@duration without a period duration).
+    Per Period, the video representation with the highest bandwidth (over all video adaptation
+    sets; a representation muxing video and audio counts as video) and the audio representation
+    with the highest bandwidth are kept; what a representation holds is told by @contentType,
+    then @codecs, then the media itself (read with `fetch_range`), then @mimeType; text, image
+    (thumbnail tiles), metadata and trick-play adaptation sets are ignored.  Periods are joined
+    into one timeline per kind; segments of periods with different initialization segments name
+    their own (Segment.init).
+
+    ``now_ms`` (epoch ms, default: the current time) bounds open-ended timelines of dynamic
+    MPDs (S@r=-1 as last entry, SegmentTemplate@duration without a period duration).
+    ``fetch_range`` reads segment indexes (SegmentBase@indexRange) and probes representations
+    the manifest does not describe; without it a SegmentBase representation is one segment.
     """
     raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     try:
@@ -457,63 +869,93 @@ def parse_mpd(text: bytes | str, *, base_dir: str, now_ms: float | None = None) 
         for b in _children(p, "BaseURL")[:1]:
             pbase = _join_base(pbase, b.text or "")
 
-        video_cands = []  # (bandwidth, order, aset, rep, kind)
-        audio_cands = []
+        computed: dict[int, tuple[Part | None, list[Segment]]] = {}
+
+        def segments_of(order: int, aset: ET.Element, rep: ET.Element, bw: int, *, p=p, pbase=pbase,
+                        pstart=pstart, pend=pend, computed=computed):
+            if order not in computed:
+                abase = pbase
+                for b in _children(aset, "BaseURL")[:1]:
+                    abase = _join_base(abase, b.text or "")
+                rbase = abase
+                for b in _children(rep, "BaseURL")[:1]:
+                    rbase = _join_base(rbase, b.text or "")
+                seg_kind, info = _merge_seginfo((p, aset, rep))
+                computed[order] = _rep_segments(
+                    kind=seg_kind, info=info, base=rbase, rep_id=rep.get("id", ""), bandwidth=bw,
+                    period_start_ms=pstart, period_end_ms=pend, dynamic=dynamic, now_rel_ms=now_rel_ms,
+                    tsbd_ms=tsbd_ms, fetch_range=fetch_range,
+                )
+            return computed[order]
+
+        cands = []  # (kind, bandwidth, order, aset, rep)
         order = 0
         for aset in _children(p, "AdaptationSet"):
             for rep in _children(aset, "Representation"):
-                k = _classify(aset, rep)
                 order += 1
+                k = _classify(aset, rep)
+                if k is None:
+                    continue
                 try:
                     bw = int(rep.get("bandwidth") or 0)
                 except ValueError:
                     bw = 0
-                if k in ("video", "muxed"):
-                    video_cands.append((bw, -order, aset, rep, k))
-                elif k == "audio":
-                    audio_cands.append((order, bw, aset, rep, k))
+                if k == "?":
+                    k = None
+                    if fetch_range is not None:
+                        init, segs = segments_of(order, aset, rep, bw)
+                        k = _probe_kind(fetch_range, init, segs[0] if segs else None)
+                    if k is None:
+                        k = _kind_from_attributes(aset, rep)
+                    if k is None:
+                        continue
+                cands.append((k, bw, order, aset, rep))
         chosen = []
-        if video_cands:
-            best = max(video_cands, key=lambda c: (c[0], c[1]))
-            chosen.append((best[4], best[0], best[2], best[3]))
-        if audio_cands:
-            first = min(audio_cands, key=lambda c: c[0])
-            chosen.append(("audio", first[1], first[2], first[3]))
-        for kind, bw, aset, rep, in chosen:
-            abase = pbase
-            for b in _children(aset, "BaseURL")[:1]:
-                abase = _join_base(abase, b.text or "")
-            rbase = abase
-            for b in _children(rep, "BaseURL")[:1]:
-                rbase = _join_base(rbase, b.text or "")
-            seg_kind, info = _merge_seginfo((p, aset, rep))
-            rep_id = rep.get("id", "")
-            init_key, segs = _rep_segments(
-                kind=seg_kind, info=info, base=rbase, rep_id=rep_id, bandwidth=bw,
-                period_start_ms=pstart, period_end_ms=pend, dynamic=dynamic, now_rel_ms=now_rel_ms, tsbd_ms=tsbd_ms,
-            )
+        video = [c for c in cands if c[0] in ("video", "muxed")]
+        audio = [c for c in cands if c[0] == "audio"]
+        for group, group_cands in (("video", video), ("audio", audio)):
+            if group_cands:  # the highest bandwidth; the first of equal ones
+                chosen.append((group, max(group_cands, key=lambda c: (c[1], -c[2]))))
+        for group, (kind, bw, order, aset, rep) in chosen:
+            init, segs = segments_of(order, aset, rep, bw)
             codecs = rep.get("codecs") or aset.get("codecs") or ""
-            group = "audio" if kind == "audio" else "video"
-            per_kind.setdefault(group, []).append((kind, init_key, segs, codecs, bw, rep_id))
+            per_kind.setdefault(group, []).append((kind, init, segs, codecs, bw, rep.get("id", "")))
 
     tracks = []
     for group in ("video", "audio"):
         parts = per_kind.get(group)
         if not parts:
             continue
-        init_keys = {pt[1] for pt in parts}
-        if len(init_keys) > 1:
-            raise ManifestError("multi-period MPD with different initialization segments is not supported")
-        segs: list[Segment] = []
-        for pt in parts:
-            segs.extend(pt[2])
         first = parts[0]
-        tracks.append(Track(kind=first[0], init_key=first[1], segments=tuple(segs), codecs=first[3],
-                            bandwidth=first[4], representation_id=first[5]))
+        inits = {pt[1] for pt in parts}
+        segs: list[Segment] = []
+        if len(inits) == 1:
+            init = first[1]
+            for pt in parts:
+                segs.extend(pt[2])
+        else:  # periods with their own initialization segments (or none)
+            init = None
+            for pt in parts:
+                segs.extend(replace(s, init=pt[1]) if pt[1] is not None else s for s in pt[2])
+        tracks.append(Track(kind=first[0], init_key=init.key if init else None, segments=tuple(segs),
+                            codecs=first[3], bandwidth=first[4], representation_id=first[5],
+                            init_range=init.byte_range if init else None))
     if not tracks:
         raise ManifestError("MPD has no video or audio representation")
+    if origin_ms is None and tracks[0].segments:
+        tracks = _starting_at_zero(tracks)
     duration = tracks[0].segments[-1].end_ms if tracks[0].segments else 0.0
     return Recording(kind="dash", origin_ms=origin_ms, tracks=tuple(tracks), duration_ms=duration, dynamic=dynamic)
+
+
+def _starting_at_zero(tracks: list[Track]) -> list[Track]:
+    """Without a wall-clock origin, recording time 0 is the start of the first media segment of
+    the first track (a timeline whose media time starts at 1.7e9 s starts at 0 all the same)."""
+    shift = tracks[0].segments[0].start_ms
+    if not shift:
+        return tracks
+    return [replace(t, segments=tuple(replace(s, start_ms=s.start_ms - shift, end_ms=s.end_ms - shift)
+                                      for s in t.segments)) for t in tracks]
 
 
 # --------------------------------------------------------------------------- HLS
@@ -537,8 +979,22 @@ def _is_master(lines: list[str]) -> bool:
     return any(ln.startswith("#EXT-X-STREAM-INF") for ln in lines)
 
 
+def _hls_byterange(value: str, what: str) -> tuple[int, int | None]:
+    """HLS "n[@o]" -> (length, offset or None)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:@\s*(\d+)\s*)?", value)
+    if not m or int(m.group(1)) <= 0:
+        raise ManifestError(f"invalid {what} {value!r} (expected 'length[@offset]')")
+    return int(m.group(1)), (int(m.group(2)) if m.group(2) is not None else None)
+
+
 def parse_m3u8(text: bytes | str, *, base_dir: str) -> Recording:
-    """Parse an HLS media playlist (a master playlist raises ManifestError)."""
+    """Parse an HLS media playlist (a master playlist raises ManifestError).
+
+    Segments may be byte ranges of a resource (#EXT-X-BYTERANGE, with or without an offset)
+    and have the initialization in effect (#EXT-X-MAP, possibly a BYTERANGE of a resource;
+    it may change mid-playlist, and MPEG-TS segments before the first one have none).  An
+    #EXT-X-GAP segment is left out (its time counts as lacking).
+    """
     lines = _hls_lines(text)
     if _is_master(lines):
         raise ManifestError("this is an HLS master playlist, not a media playlist")
@@ -548,43 +1004,50 @@ def parse_m3u8(text: bytes | str, *, base_dir: str) -> Recording:
     dur: float | None = None
     gap = False
     origin: int | None = None
-    init_key: str | None = None
+    init: Part | None = None
+    byterange: tuple[int, int | None] | None = None
+    next_offset: dict[str, int] = {}  # resource -> the byte after its last sub-range
     endlist = False
     playlist_type = ""
-    segments: list[Segment] = []
+    entries: list[tuple[Segment, Part | None]] = []
     idx = 0
     for ln in lines[1:]:
         if ln.startswith("#"):
             tag, _, value = ln.partition(":")
-            if tag == "#EXT-X-MEDIA-SEQUENCE":
+            if tag in ("#EXT-X-MEDIA-SEQUENCE", "#EXT-X-DISCONTINUITY-SEQUENCE"):
                 try:
-                    media_seq = int(value)
+                    number = int(value)
                 except ValueError as e:
                     raise ManifestError(f"invalid {ln!r}") from e
+                if tag == "#EXT-X-MEDIA-SEQUENCE":
+                    media_seq = number
             elif tag == "#EXTINF":
                 try:
                     dur = float(value.split(",")[0])
                 except ValueError as e:
                     raise ManifestError(f"invalid {ln!r}") from e
-                if dur < 0:
-                    raise ManifestError(f"negative duration in {ln!r}")
+                if dur < 0 or not math.isfinite(dur):
+                    raise ManifestError(f"invalid duration in {ln!r}")
             elif tag == "#EXT-X-PROGRAM-DATE-TIME":
                 if origin is None:
                     origin = int(round(parse_datetime_ms(value) - t))
             elif tag == "#EXT-X-MAP":
                 a = _attrs(value)
+                if not a.get("URI"):
+                    raise ManifestError(f"{ln!r} has no URI")
+                key = resolve_key(base, a["URI"])
+                map_range = None
                 if "BYTERANGE" in a:
-                    raise ManifestError("EXT-X-MAP with BYTERANGE is not supported")
-                key = resolve_key(base, a.get("URI", ""))
-                if init_key is not None and key != init_key:
-                    raise ManifestError("HLS playlists with several EXT-X-MAP are not supported")
-                init_key = key
+                    n, o = _hls_byterange(a["BYTERANGE"], "EXT-X-MAP BYTERANGE")
+                    o = o or 0
+                    map_range = (o, o + n - 1)
+                init = Part(key, map_range)
             elif tag == "#EXT-X-KEY":
                 method = _attrs(value).get("METHOD", "NONE")
                 if method != "NONE":
                     raise ManifestError(f"encrypted HLS (METHOD={method}) is not supported")
             elif tag == "#EXT-X-BYTERANGE":
-                raise ManifestError("HLS byte-range segments are not supported")
+                byterange = _hls_byterange(value, "EXT-X-BYTERANGE")
             elif tag == "#EXT-X-GAP":
                 gap = True
             elif tag == "#EXT-X-ENDLIST":
@@ -594,14 +1057,31 @@ def parse_m3u8(text: bytes | str, *, base_dir: str) -> Recording:
             continue
         if dur is None:
             raise ManifestError(f"segment {ln!r} has no #EXTINF")
+        key = resolve_key(base, ln)
+        seg_range = None
+        if byterange is not None:
+            n, o = byterange
+            if o is None:  # continues the previous sub-range of the same resource
+                o = next_offset.get(key, 0)
+            seg_range = (o, o + n - 1)
+            next_offset[key] = o + n
         if not gap:
-            segments.append(Segment(key=resolve_key(base, ln), start_ms=t * 1.0, end_ms=t + dur * 1000.0,
-                                    number=media_seq + idx))
+            entries.append((Segment(key=key, start_ms=t * 1.0, end_ms=t + dur * 1000.0, number=media_seq + idx,
+                                    byte_range=seg_range), init))
         t += dur * 1000.0
         idx += 1
         dur = None
         gap = False
-    track = Track(kind="muxed", init_key=init_key, segments=tuple(segments))
+        byterange = None
+    inits = {i for _, i in entries}
+    if len(inits) <= 1:  # one initialization (or none) for all segments
+        shared = next(iter(inits), None)
+        segments = [s for s, _ in entries]
+    else:
+        shared = None
+        segments = [replace(s, init=i) if i is not None else s for s, i in entries]
+    track = Track(kind="muxed", init_key=shared.key if shared else None, segments=tuple(segments),
+                  init_range=shared.byte_range if shared else None)
     duration = segments[-1].end_ms if segments else 0.0
     dynamic = not endlist and playlist_type != "VOD"
     return Recording(kind="hls", origin_ms=origin, tracks=(track,), duration_ms=duration, dynamic=dynamic)
@@ -627,13 +1107,21 @@ def _parse_master(lines: list[str], base: str) -> tuple[list[dict], dict[str, li
     return variants, media
 
 
-def load_recording(fetch: Callable[[str], bytes], key: str, *, now_ms: float | None = None) -> Recording:
+def load_recording(fetch: Callable[[str], bytes], key: str, *, now_ms: float | None = None,
+                   fetch_range: FetchRange | None = None) -> Recording:
     """Fetch and parse the manifest at storage `key` (.mpd or .m3u8, content sniffed).
 
     For an HLS master playlist the highest-BANDWIDTH variant is fetched (relative to the
     master's directory) and parsed; an AUDIO rendition with its own URI becomes the
-    audio track.  Errors raised by `fetch` propagate unchanged.
+    audio track.  ``fetch_range(key, first, last)`` reads the bytes first..last (inclusive)
+    of a media file: DASH segment indexes (SegmentBase@indexRange, the sidx box) and
+    representations whose kind only their media tells; by default it is read from
+    ``fetch(key)`` (the whole object).  Errors raised by `fetch` / `fetch_range` propagate
+    unchanged.
     """
+    if fetch_range is None:
+        def fetch_range(k: str, first: int, last: int) -> bytes:
+            return bytes(fetch(k)[first:last + 1])
     data = fetch(key)
     text = _to_text(data)
     head = text.lstrip()[:1024]
@@ -649,7 +1137,7 @@ def load_recording(fetch: Callable[[str], bytes], key: str, *, now_ms: float | N
     else:
         raise ManifestError(f"{key}: neither a DASH MPD nor an HLS playlist")
     if kind == "dash":
-        return parse_mpd(text, base_dir=base_dir, now_ms=now_ms)
+        return parse_mpd(text, base_dir=base_dir, now_ms=now_ms, fetch_range=fetch_range)
 
     lines = _hls_lines(text)
     if not _is_master(lines):

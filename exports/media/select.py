@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Collection, Iterable
 
-from .manifest import Recording, Segment, Track
+from .manifest import Part, Recording, Segment, Track
 
 __all__ = ["Selection", "select_segments", "lack_length"]
 
@@ -16,21 +16,37 @@ class Selection:
     tracks: tuple[Track, ...]  # same tracks, segments filtered to those overlapping [start, end)
     lack_ms: int  # ms of [start, end) not covered by the first track's timeline
 
-    def keys(self) -> list[str]:
-        """Every key to download: init + segment keys of each track, deduplicated, in order.
+    def parts(self) -> list[Part]:
+        """What to download: for each track, the initialization each selected segment needs (before
+        the first segment using it) and the segments, as Parts (storage key + byte range or the
+        whole object), deduplicated by local name, in order.
 
-        A track without any selected segment contributes nothing (not even its init).
+        This is the one description of a download: ``Part.name`` is the local file a part goes
+        into and the key of the ``files`` mapping cut / encode / thumbnail read (each byte range
+        is its own file).  A track without any selected segment contributes nothing.
         """
         seen: set[str] = set()
-        out: list[str] = []
+        out: list[Part] = []
+
+        def add(part: Part | None) -> None:
+            if part is not None and part.name not in seen:
+                seen.add(part.name)
+                out.append(part)
+
         for tr in self.tracks:
-            if not tr.segments:
-                continue
-            for key in ([tr.init_key] if tr.init_key else []) + [s.key for s in tr.segments]:
-                if key not in seen:
-                    seen.add(key)
-                    out.append(key)
+            for s in tr.segments:
+                add(tr.init_of(s))
+                add(s.part)
         return out
+
+    def keys(self) -> list[str]:
+        """The local names of ``parts()`` (the storage keys themselves when no byte range is used)."""
+        return [p.name for p in self.parts()]
+
+    def media_bytes(self) -> int | None:
+        """Bytes of the selected parts when the manifest gives all their sizes (byte ranges), else None."""
+        sizes = [p.size for p in self.parts()]
+        return None if any(s is None for s in sizes) else sum(sizes)
 
 
 def _uncovered(segments: Iterable[Segment], start: float, end: float) -> int:
@@ -66,14 +82,18 @@ def select_segments(recording: Recording, start_ms: float, end_ms: float) -> Sel
 
 
 def lack_length(selection: Selection, missing: Collection[str] = ()) -> int:
-    """Selection.lack_ms recomputed with segments whose key is in `missing` counted as gaps.
+    """Selection.lack_ms recomputed with the parts whose local name is in `missing` counted as
+    gaps: a missing segment, or any segment whose initialization is missing.
 
-    Uses the first track; a missing initialization segment makes the whole range lacking.
+    Uses the first track.
     """
     if not selection.tracks:
         return int(round(selection.end_ms - selection.start_ms))
     first = selection.tracks[0]
     missing = set(missing)
-    if first.init_key is not None and first.init_key in missing:
-        return int(round(selection.end_ms - selection.start_ms))
-    return _uncovered((s for s in first.segments if s.key not in missing), selection.start_ms, selection.end_ms)
+
+    def present(s: Segment) -> bool:
+        init = first.init_of(s)
+        return s.name not in missing and (init is None or init.name not in missing)
+
+    return _uncovered((s for s in first.segments if present(s)), selection.start_ms, selection.end_ms)

@@ -103,13 +103,16 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# JSON request bodies: refused with 413 above this size (never read further), 400 when nested deeper
+API_MAX_JSON_BYTES = env.int("API_MAX_JSON_BYTES", default=1024 * 1024)
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
 
 # --- REST framework and the schema -------------------------------------------------------------
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "resourced.parsers.BoundedJSONParser",
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -185,9 +188,6 @@ MEDIA_H265_PRESET = env.str("MEDIA_H265_PRESET", default="fast")
 MEDIA_CRF = env.int("MEDIA_CRF", default=23)
 MEDIA_THREADS = env.int("MEDIA_THREADS", default=0)
 MEDIA_HWACCEL = env.bool("MEDIA_HWACCEL", default=False)
-# export_type 0 into MPEG-TS: re-encode only the frames from the start to the next keyframe, so
-# the clip starts on the exact frame ("smart cut"); off: start on the keyframe at or before it.
-EXPORT_SMART_CUT = env.bool("EXPORT_SMART_CUT", default=False)
 THUMBNAIL_MAX_SIZE = env.int("THUMBNAIL_MAX_SIZE", default=1280)
 THUMBNAIL_QUALITY = env.int("THUMBNAIL_QUALITY", default=85)
 

@@ -12,7 +12,7 @@ from tests.exports.conftest import export_body, storage_info
 
 URL = "/resource/v1/i/export-to-s3dir"
 FIELDS = {"ErrorCode", "ErrorMessage", "TimeWait", "ImagePath", "VideoPath", "Version", "S3Dir", "LackLength",
-          "TaskId", "Progress", "Stage"}
+          "TaskId", "Progress", "Stage", "ClipStart", "ClipDuration"}
 LIVE = "mp4/PEER1/rec-1/1/stream.mpd"
 
 

@@ -39,14 +39,15 @@ def duration_s(path: str) -> float:
 
 
 @pytest.mark.parametrize(
-    "export_type, export_format, codec",
-    [(0, "ts", "h264"), (0, "mp4", "h264"), (1, "mp4", "h264"), (2, "ts", "hevc")],
+    "export_type, export_format, codec, cut_mode",
+    [(0, "ts", "h264", "keyframe"), (0, "mp4", "h264", "keyframe"), (0, "ts", "h264", "accurate"),
+     (0, "mp4", "h264", "accurate"), (1, "mp4", "h264", "accurate"), (2, "ts", "hevc", "accurate")],
 )
 def test_dash_export_in_each_type(api, s3, session_id, celery_worker, uploaded_recordings, tmp_path,
-                                  export_type, export_format, codec):
+                                  export_type, export_format, codec, cut_mode):
     live_path = uploaded_recordings("dash-timeline", "dash", duration_s=20, template="timeline")
     body = export_body(live_path, session_id, export_type=export_type, ExportFormat=export_format,
-                       StartPos=ORIGIN_MS + 6500, Duration=4000)
+                       StartPos=ORIGIN_MS + 6500, Duration=4000, CutMode=cut_mode)
     answer = poll(api, submit(api, body)["TaskId"], session_id)
     assert answer["ErrorCode"] == 5, answer
     assert answer["Stage"] == "done" and answer["Progress"] == 100 and answer["TimeWait"] == 0
@@ -59,12 +60,14 @@ def test_dash_export_in_each_type(api, s3, session_id, celery_worker, uploaded_r
         assert container.streams.video[0].codec_context.name == codec
         assert container.streams.audio, "audio kept"
     first = mediagen.first_stamp(clip)
-    if export_type == 0:
+    if cut_mode == "keyframe":
         assert first == (6, 0)  # stream copy starts on the keyframe at or before 6.5 s
         assert 4.0 <= duration_s(clip) <= 4.6
+        assert abs(answer["ClipStart"] - 6000) <= 40 and answer["ClipDuration"] >= 4000
     else:
         assert first == (6, 12) or first == (6, 13)  # frame accurate: 6.5 s at 25 fps
         assert abs(duration_s(clip) - (4.0 - 0.04)) <= 0.08
+        assert abs(answer["ClipStart"] - 6500) <= 40 and abs(answer["ClipDuration"] - 4000) <= 40
 
     # the thumbnail is the first frame of the clip, served by the image bed at ImagePath
     recording = live_path.split("/")[2]
@@ -182,23 +185,11 @@ def test_cancel_a_queued_export(api, session_id, uploaded_recordings):
     assert api.post(URL, body, format="json").json()["TaskId"] == task_id  # answered for the failure TTL
 
 
-def test_smart_cut_starts_a_copy_export_on_the_exact_frame(api, s3, session_id, log_dir, uploaded_recordings,
-                                                            tmp_path, celery_worker):
-    from resourced.celery import app
-    from tests.conftest import worker_env
-    from tests.servers import Worker
-
+def test_a_copy_export_starts_on_the_exact_frame_by_default(api, s3, session_id, uploaded_recordings, tmp_path,
+                                                            celery_worker):
     live_path = uploaded_recordings("dash-timeline", "dash", duration_s=20, template="timeline")
-    # a second worker with smart cut on; the shared one stops consuming media.io meanwhile
-    app.control.cancel_consumer("media.io", destination=[celery_worker.nodename], reply=True, timeout=5)
-    smart = Worker(worker_env(EXPORT_SMART_CUT="true"), log_dir, hostname="smarthost")
-    try:
-        smart.wait_ready(app)
-        body = export_body(live_path, session_id, StartPos=ORIGIN_MS + 6500, Duration=3000)
-        answer = poll(api, submit(api, body)["TaskId"], session_id)
-    finally:
-        smart.stop()
-        app.control.add_consumer("media.io", destination=[celery_worker.nodename], reply=True, timeout=5)
+    body = export_body(live_path, session_id, StartPos=ORIGIN_MS + 6500, Duration=3000)
+    answer = poll(api, submit(api, body)["TaskId"], session_id)
     assert answer["ErrorCode"] == 5, answer
     clip = fetch_clip(s3, answer, tmp_path)
     assert mediagen.first_stamp(clip) in ((6, 12), (6, 13))

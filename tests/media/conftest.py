@@ -96,3 +96,39 @@ def hevc_dash(store):
 def hls_mp2(store):
     """6 s HLS with MP2 audio (re-encoded to AAC when encoding)."""
     return _gen(store, "hls-mp2", mediagen.make_hls, duration_s=6, acodec="mp2")
+
+
+# --------------------------------------------------------------------------- accurate cuts
+# 8 s, 320x180, 1 s GOPs (keyframes at whole seconds), a hole in [4 s, 6 s): removed from the
+# DASH timeline, or HLS segment files missing.  Open-GOP sources are HLS (FFmpeg's DASH muxer
+# mis-stamps the first picture of a fragment that has leading pictures); bframes=4 with 25-frame
+# GOPs puts each keyframe at the end of a B run, so it has leading pictures.
+ACCURATE_SOURCES = {
+    "h264-closed": {"kind": "dash", "vcodec": "libx264"},
+    "h264-bframes": {"kind": "dash", "vcodec": "libx264", "bframes": 3, "b_pyramid": True, "b_adapt": 0},
+    "h264-open": {"kind": "hls", "vcodec": "libx264", "bframes": 4, "b_pyramid": True, "b_adapt": 0,
+                  "open_gop": True},
+    "hevc-closed": {"kind": "dash", "vcodec": "libx265", "open_gop": False},
+    "hevc-bframes": {"kind": "hls", "vcodec": "libx265", "bframes": 3, "b_adapt": 0, "open_gop": False},
+    "hevc-open": {"kind": "hls", "vcodec": "libx265", "bframes": 4, "b_adapt": 0, "open_gop": True},
+}
+
+
+@pytest.fixture(scope="session")
+def accurate_source(store):
+    """name -> manifest key of that ACCURATE_SOURCES recording (made once per session)."""
+    made: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        if name not in made:
+            kw = dict(ACCURATE_SOURCES[name])
+            kind = kw.pop("kind")
+            directory = os.path.join(store.root, "acc-" + name)
+            if kind == "dash":
+                path = mediagen.make_dash(directory, duration_s=8, template="timeline", gaps=[(4, 6)], **kw)
+            else:
+                path = mediagen.make_hls(directory, duration_s=8, missing=[(4, 6)], **kw)
+            made[name] = os.path.relpath(path, store.root)
+        return made[name]
+
+    return get

@@ -74,7 +74,7 @@ def test_encode_cut_output_using_lead(store, dash_timeline, tmp_path):
     """The export pipeline: stream-copy the segments, then trim the lead while encoding."""
     rec = load_recording(store.fetch, dash_timeline)
     sel = select_segments(rec, 4480, 7480)
-    cut = cut_clip(selection=sel, files=store.files(sel.keys()), out_path=str(tmp_path / "cut.ts"))
+    cut = cut_clip(selection=sel, files=store.files(sel.keys()), out_path=str(tmp_path / "cut.ts"), mode="keyframe")
     assert cut.lead_ms == pytest.approx(480, abs=1)
     out = str(tmp_path / "final.mp4")
     info = encode_clip(src_path=cut.path, out_path=out, codec="h264", container="mp4",
