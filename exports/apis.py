@@ -63,6 +63,13 @@ class RecordingPositionSerializer(serializers.Serializer):
     def validate_PeerId(self, value):
         return _plain_name(value)
 
+    def validate(self, attrs):
+        if not attrs.get("PeerId") and len([p for p in attrs["LivePath"].split("/") if p]) < 3:
+            raise serializers.ValidationError(
+                {"PeerId": "required when LivePath has no peer element (<purpose>/<peer>/<recording>/…)"}
+            )
+        return attrs
+
 
 @extend_schema_serializer(component_name="ExportResponse")
 class ExportOutputSerializer(serializers.Serializer):
@@ -132,11 +139,7 @@ class ExportCreateApi(APIView):
             return value
 
         def validate(self, attrs):
-            parts = [p for p in attrs["LivePath"].split("/") if p]
-            if not attrs.get("PeerId") and len(parts) < 3:
-                raise serializers.ValidationError(
-                    {"PeerId": "required when LivePath has no peer element (<purpose>/<peer>/<recording>/…)"}
-                )
+            attrs = super().validate(attrs)
             file_name = attrs.get("FileName", "")
             if file_name and "ExportFormat" in attrs:
                 suffix = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
@@ -186,10 +189,7 @@ class ThumbnailApi(APIView):
 
     @extend_schema_serializer(component_name="ThumbnailRequest")
     class InputSerializer(RecordingPositionSerializer):
-        def validate(self, attrs):
-            if not attrs.get("PeerId") and len([p for p in attrs["LivePath"].split("/") if p]) < 3:
-                raise serializers.ValidationError({"PeerId": "required when LivePath has no peer element"})
-            return attrs
+        """The position of the frame: the fields and rules of every recording position."""
 
     @extend_schema_serializer(component_name="ThumbnailResponse")
     class OutputSerializer(serializers.Serializer):

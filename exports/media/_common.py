@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import MediaError
 
@@ -72,3 +73,34 @@ def atomic_output(out_path: str, what: str) -> Iterator[str]:
         if isinstance(e, MediaError) or not isinstance(e, Exception):
             raise
         raise MediaError(f"{what} failed: {e}") from e
+
+
+PROGRESS_INTERVAL_S = 0.25  # on_progress is called at most this often (plus once at the end)
+
+
+class Progress:
+    """Reports `done / total` to `callback`, throttled and never decreasing (a restarted attempt,
+    such as an encoder fallback, resets `done` but never what was already reported)."""
+
+    def __init__(self, callback: Callable[[float], None], total: float = 1.0):
+        self.callback = callback
+        self.total = max(1.0, total)
+        self.reported = 0.0
+        self.last_call = float("-inf")
+
+    def restart(self, total: float) -> None:
+        self.total = max(1.0, total)
+
+    def update(self, done: float) -> None:
+        now = time.monotonic()
+        if now - self.last_call < PROGRESS_INTERVAL_S:
+            return
+        fraction = min(1.0, done / self.total)
+        if fraction > self.reported:
+            self.last_call = now
+            self.reported = fraction
+            self.callback(fraction)
+
+    def done(self) -> None:
+        self.reported = 1.0
+        self.callback(1.0)

@@ -38,12 +38,11 @@ import concurrent.futures
 import heapq
 import os
 import re
-import time
 from typing import Callable, Mapping
 
 import av
 
-from ._common import ClipInfo, atomic_output, codec_name, container_format
+from ._common import ClipInfo, Progress, atomic_output, codec_name, container_format
 from ._source import Pkt, open_sources
 from .errors import MediaError
 from .select import Selection
@@ -54,7 +53,6 @@ MODES = ("accurate", "keyframe")
 
 _EPS_MS = 0.5  # timestamp comparisons tolerate float rounding (frames are >= 1 ms apart)
 _GAP_MS = 500.0  # a GOP ending this long before the requested start does not contain it
-_PROGRESS_INTERVAL_S = 0.25  # on_progress is called at most this often (plus once at the end)
 _HOLD_MAX = 2000  # packets the copy queues at most while the head is re-encoded (then it waits)
 
 # codec -> (encoder of the re-encoded parts, bitstream filter to Annex B, MP4 sample entry with
@@ -101,7 +99,7 @@ def cut_clip(
         raise MediaError(f"unknown cut mode {mode!r} (use 'accurate' or 'keyframe')")
     fmt, opts = container_format(container)
     start_ms, end_ms = float(selection.start_ms), float(selection.end_ms)
-    progress = _Progress(on_progress, start_ms, end_ms) if on_progress is not None else None
+    progress = _SpanProgress(on_progress, start_ms, end_ms) if on_progress is not None else None
     inband = False
     while True:
         try:
@@ -144,29 +142,15 @@ def _cut(selection, files, out_path, fmt, opts, mode, progress, inband) -> ClipI
             s.close()
 
 
-class _Progress:
-    """Throttled, non-decreasing part of [start, end) done."""
+class _SpanProgress(Progress):
+    """Progress through [start_ms, end_ms) of recording time."""
 
     def __init__(self, callback: Callable[[float], None], start_ms: float, end_ms: float):
-        self.callback = callback
+        super().__init__(callback, end_ms - start_ms)
         self.start = start_ms
-        self.span = max(1.0, end_ms - start_ms)
-        self.reported = 0.0
-        self.last_call = float("-inf")
 
     def at(self, rt_ms: float) -> None:
-        now = time.monotonic()
-        if now - self.last_call < _PROGRESS_INTERVAL_S:
-            return
-        fraction = min(1.0, (rt_ms - self.start) / self.span)
-        if fraction > self.reported:
-            self.last_call = now
-            self.reported = fraction
-            self.callback(fraction)
-
-    def done(self) -> None:
-        self.reported = 1.0
-        self.callback(1.0)
+        self.update(rt_ms - self.start)
 
 
 # --------------------------------------------------------------------------- keyframe mode
@@ -245,7 +229,7 @@ def _gop_end(gop: list[Pkt]) -> float:
     return last.rt_pts + dur
 
 
-def _copy(sources, w, start_ms: float, end_ms: float, *, has_video: bool, progress: _Progress | None = None) -> float:
+def _copy(sources, w, start_ms: float, end_ms: float, *, has_video: bool, progress: _SpanProgress | None = None) -> float:
     """Route the sources' packets, merged in recording time, from the keyframe at or before
     start_ms (or after a hole the start lies in) up to end_ms into `w`; return the recording
     time where the output begins (the keyframe's pts; the first audio packet's without video).

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from fractions import Fraction
 from typing import Callable, Mapping
 
 import av
 
-from ._common import ClipInfo, atomic_output, container_format
+from ._common import ClipInfo, Progress, atomic_output, container_format
 from ._source import Pkt, open_sources
 from .cut import _EPS_MS, _copy
 from .errors import MediaError
@@ -226,9 +225,6 @@ def _encode(src_path, out_path, enc_name, fmt, mux_opts, trim_start_ms, duration
 
 
 # --------------------------------------------------------------------------- encode_selection
-_PROGRESS_INTERVAL_S = 0.25  # on_progress is called at most this often (plus once at the end)
-
-
 def encode_selection(
     *,
     selection: Selection,
@@ -261,7 +257,7 @@ def encode_selection(
     """
     codec = _norm_codec(codec)
     fmt, mux_opts = container_format(container)
-    progress = _Progress(on_progress) if on_progress is not None else None
+    progress = _FrameProgress(on_progress) if on_progress is not None else None
 
     def attempt(name: str) -> ClipInfo:
         return _encode_selection(selection, files, out_path, name, fmt, mux_opts, preset, crf, threads, progress)
@@ -273,7 +269,7 @@ def encode_selection(
 
 
 def _encode_selection(selection, files, out_path, enc_name, fmt, mux_opts, preset, crf, threads,
-                      progress: "_Progress | None") -> ClipInfo:
+                      progress: "_FrameProgress | None") -> ClipInfo:
     start_ms, end_ms = float(selection.start_ms), float(selection.end_ms)
     sources = open_sources(selection, files)
     try:
@@ -314,33 +310,20 @@ def _lack_ms(selection: Selection, files: Mapping[str, str]) -> int:
     return lack_length(selection, missing)
 
 
-class _Progress:
-    """Throttled, non-decreasing frames done / frames expected (survives an encoder fallback)."""
+class _FrameProgress(Progress):
+    """Frames encoded against frames expected (an encoder fallback starts counting again)."""
 
     def __init__(self, callback: Callable[[float], None]):
-        self.callback = callback
-        self.expected = 1.0
+        super().__init__(callback)
         self.frames = 0
-        self.reported = 0.0
-        self.last_call = float("-inf")
 
     def expect(self, frames: float) -> None:
-        self.expected = max(1.0, frames)
-        self.frames = 0  # a fallback attempt starts again (what was reported stays)
+        self.restart(frames)
+        self.frames = 0
 
     def frame(self) -> None:
         self.frames += 1
-        now = time.monotonic()
-        if now - self.last_call >= _PROGRESS_INTERVAL_S:
-            fraction = min(1.0, self.frames / self.expected)
-            if fraction > self.reported:
-                self.last_call = now
-                self.reported = fraction
-                self.callback(fraction)
-
-    def done(self) -> None:
-        self.reported = 1.0
-        self.callback(1.0)
+        self.update(self.frames)
 
 
 class _DecodeSink:

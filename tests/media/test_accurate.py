@@ -23,6 +23,7 @@ from exports.media import (
     load_recording,
     select_segments,
 )
+from exports.media import _common as media_common
 from tests import mediagen
 
 FRAME_MS = 40
@@ -318,9 +319,8 @@ def test_audio_only_selection(store, accurate_source, tmp_path):
 
 
 def test_progress(store, accurate_source, tmp_path, monkeypatch):
-    from exports.media import cut as cut_module
 
-    monkeypatch.setattr(cut_module, "_PROGRESS_INTERVAL_S", 0.0)
+    monkeypatch.setattr(media_common, "PROGRESS_INTERVAL_S", 0.0)
     calls = []
     cut(store, accurate_source("h264-bframes"), 1040, 6960, tmp_path, "mp4", on_progress=calls.append)
     assert len(calls) > 10 and calls == sorted(calls) and calls[-1] == 1.0 and all(0 < f <= 1 for f in calls)

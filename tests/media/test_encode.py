@@ -14,6 +14,7 @@ from exports.media import (
     probe,
     select_segments,
 )
+from exports.media import _common as media_common
 from tests import mediagen
 
 
@@ -284,11 +285,10 @@ def test_encode_selection_reencodes_non_aac_audio(store, hls_mp2, tmp_path):
 
 
 def test_encode_selection_progress(store, dash_timeline, tmp_path, monkeypatch):
-    from exports.media import encode
 
     _, sel, files = _selection(store, dash_timeline, 4480, 7480)
     calls = []
-    monkeypatch.setattr(encode, "_PROGRESS_INTERVAL_S", 0.0)  # every frame
+    monkeypatch.setattr(media_common, "PROGRESS_INTERVAL_S", 0.0)  # every frame
     one_pass(sel, files, tmp_path / "every", "h264", "ts", on_progress=calls.append)
     assert len(calls) > 10
     assert calls == sorted(calls) and all(0 < f <= 1.0 for f in calls)
@@ -299,7 +299,7 @@ def test_encode_selection_progress(store, dash_timeline, tmp_path, monkeypatch):
     started = time.monotonic()
     one_pass(sel, files, tmp_path / "throttled", "h264", "ts", on_progress=calls.append)
     elapsed = time.monotonic() - started
-    assert 1 <= len(calls) <= elapsed / encode._PROGRESS_INTERVAL_S + 2
+    assert 1 <= len(calls) <= elapsed / media_common.PROGRESS_INTERVAL_S + 2
     assert calls == sorted(calls) and calls[-1] == 1.0
 
 
