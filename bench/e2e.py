@@ -25,7 +25,8 @@ from bench.stack import DEST_BUCKET, IMGBED_BUCKET, ORIGIN_MS, SOURCE_BUCKET, Be
 
 START_MS = 301_500
 DURATION_MS = 60_000
-KIND_TYPE = {"copy": 0, "h264": 1}
+KIND_TYPE = {"copy": 0, "accurate": 0, "h264": 1}  # copy: CutMode keyframe; accurate: the default
+CUT_MODE = {"copy": "keyframe", "accurate": "accurate", "h264": "accurate"}
 
 
 def export_body(stack: BenchStack, live_path: str, kind: str, *, start_ms: int = START_MS, tag: str = "") -> dict:
@@ -37,6 +38,7 @@ def export_body(stack: BenchStack, live_path: str, kind: str, *, start_ms: int =
         "LivePath": live_path,
         "SessionId": stack.session_id,
         "export_type": KIND_TYPE[kind],
+        "CutMode": CUT_MODE[kind],
         "userid": "bench",
         "FileName": f"bench-{kind}-{tag or uuid.uuid4().hex[:10]}",
     }
@@ -95,7 +97,7 @@ def baseline_once(stack: BenchStack, live_path: str, kind: str, scratch: Path) -
     url = f"{stack.s3.url}/{SOURCE_BUCKET}/{live_path}"
     argv = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{START_MS / 1000:.3f}", "-i", url,
             "-t", f"{DURATION_MS / 1000:.3f}", "-map", "0:v:0", "-map", "0:a:0"]
-    if kind == "copy":
+    if kind in ("copy", "accurate"):  # ffmpeg -c copy: from the keyframe before, as ours in keyframe mode
         argv += ["-c", "copy"]
     else:
         argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-g", "50", "-threads", "0", "-c:a", "copy"]
@@ -149,7 +151,7 @@ def latency(stack: BenchStack, live_path: str, manifest: Path, reps: dict[str, i
     # warm-up: first requests of each process (imports, connections), not counted
     ours_once(stack, live_path, "copy")
     baseline_once(stack, live_path, "copy", scratch)
-    for kind in ("copy", "h264"):
+    for kind in ("copy", "accurate", "h264"):
         if not reps.get(kind):
             continue
         ours, base = [], []

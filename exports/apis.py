@@ -20,6 +20,7 @@ from resourced.errors import RESOURCE_ERRORS, ErrorFamily, NotFound
 from resourced.names import name_problem
 from resourced.s3 import relative_key_problem
 from resourced.sessions import authenticate
+from resourced.throttling import SessionSubmitThrottle
 
 EXPORT_ERRORS = ErrorFamily(RESOURCE_ERRORS.code_key, RESOURCE_ERRORS.message_key, RESOURCE_ERRORS.codes,
                             base=empty_response)
@@ -100,6 +101,7 @@ EXPORT_RESPONSES = {
 
 class ExportCreateApi(APIView):
     error_family = EXPORT_ERRORS
+    throttle_classes = [SessionSubmitThrottle]
 
     @extend_schema_serializer(component_name="ExportRequest")
     class InputSerializer(RecordingPositionSerializer):

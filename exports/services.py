@@ -322,7 +322,6 @@ class _ProgressWriter:
         self.export, self.stage = export, stage
         self.lock = threading.Lock()
         self.written_at = time.monotonic()
-        self.context = contextvars.copy_context()
 
     def __call__(self, fraction: float) -> None:
         now = time.monotonic()

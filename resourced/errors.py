@@ -104,7 +104,8 @@ def _classify(exc) -> tuple[str, int, str, dict]:
     if isinstance(exc, BodyTooLarge):
         return "invalid", 413, str(exc.detail), {}
     if isinstance(exc, drf_exceptions.Throttled):
-        return "quota", 429, str(exc.detail), {}
+        wait_ms = int((exc.wait or 1) * 1000)
+        return "quota", 429, f"too many requests from this session; try again in {wait_ms} ms", {"TimeWait": wait_ms}
     if isinstance(exc, drf_exceptions.APIException):
         return "invalid", exc.status_code, str(exc.detail), {}
     return "internal", 500, "internal error", {}

@@ -65,3 +65,16 @@ def test_an_offset_out_of_range_is_a_400(client, session_id):
                         HTTP_X_SESSION_ID=session_id)
     assert 400 <= answer.status_code < 500
     assert answer["Content-Type"].startswith("application/json")
+
+
+def test_submits_beyond_the_sessions_rate_are_429_with_a_time_wait(client, session_id, settings):
+    from django.core.cache import cache
+
+    settings.API_SUBMIT_RATE = "3/min"
+    cache.clear()
+    body = json.dumps(export_body(LIVE, session_id))
+    answers = [post_raw(client, URL, body) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    refused = answers[-1].json()
+    assert refused["ErrorCode"] == -4 and 0 < refused["TimeWait"] <= 60_000
+    assert Export.objects.count() == 1  # the three accepted posts were one export and its polls

@@ -106,6 +106,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # JSON request bodies: refused with 413 above this size (never read further), 400 when nested deeper
 API_MAX_JSON_BYTES = env.int("API_MAX_JSON_BYTES", default=1024 * 1024)
 API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
+# Export submissions (and polls by re-post) per session user, DRF rate syntax; empty: no limit
+API_SUBMIT_RATE = env.str("API_SUBMIT_RATE", default="120/min")
 
 # --- REST framework and the schema -------------------------------------------------------------
 

@@ -20,6 +20,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 EXPORT_HEARTBEAT_SECONDS = 1
+# the suite posts many requests with one session; tests/test_request_limits.py turns the limit on
+API_SUBMIT_RATE = env.str("API_SUBMIT_RATE", default="")
 RESTORE_POLL_SECONDS = env.int("RESTORE_POLL_SECONDS", default=1)
 
 # A file, not memory: the Celery worker processes that the tests start open the same database.
