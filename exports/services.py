@@ -408,7 +408,7 @@ class Delivery:
     task: str  # the task's name
     task_id: str  # the export's TaskId
     generation: int  # Export.restarts when the task was sent
-    redelivered_retry: bool  # a retry of this message (its attempts are already counted)
+    is_retry: bool  # a Celery retry of this message: its attempts are already counted
     retries_left: bool  # whether a transient failure may be retried once more
 
 
@@ -485,7 +485,7 @@ def export_run(*, delivery: Delivery) -> None:
                     logger.info("export %s: %s already done in generation %s; skipped", export.task_id, stage.name,
                                 delivery.generation)
                     continue
-                if not _begin_stage(export, stage, count_attempt=not delivery.redelivered_retry):
+                if not _begin_stage(export, stage, count_attempt=not delivery.is_retry):
                     return
                 started = time.monotonic()
                 with _heartbeat(export):

@@ -31,7 +31,7 @@ def _warm_up(**_kwargs) -> None:
 
 def _run(task, task_id: str, generation: int, *, runs: str | None = None) -> None:
     services.export_run(delivery=services.Delivery(
-        task=runs or task.name, task_id=task_id, generation=generation, redelivered_retry=bool(task.request.retries),
+        task=runs or task.name, task_id=task_id, generation=generation, is_retry=bool(task.request.retries),
         retries_left=task.request.retries < task.max_retries,
     ))
 
