@@ -392,7 +392,7 @@ def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callab
                             container=export.export_format, on_progress=progress)
         return {"output_start_ms": clip.start_ms, "output_duration_ms": clip.duration_ms}
     if stage.name == "thumbnail":
-        return {"image_path": steps.thumbnail(paths=paths, uploader=f"export:{export.task_id}")}
+        return {"image_path": steps.thumbnail(paths=paths, uploader=f"export:{export.task_id}", owner=export.owner)}
     if stage.name == "upload":
         uploaded = steps.upload(paths=paths, location=_destination(export), writer=export.task_id,
                                 on_progress=progress)
@@ -582,7 +582,7 @@ def thumbnail_make(*, task_id: str, retries_left: bool) -> None:
             image_path = steps.frame_thumbnail(
                 live_path=thumb.live_path, start_pos=thumb.start_pos, start_time_ms=thumb.start_time_ms,
                 location=S3Location(bucket=thumb.source_bucket, region=thumb.source_region, prefix=thumb.source_prefix),
-                image_dir=image_dir, image_name=image_name, uploader=f"getthumbnail:{thumb.task_id}")
+                image_dir=image_dir, image_name=image_name, uploader=f"getthumbnail:{thumb.task_id}", owner=thumb.userid)
             fields.update(image_path=image_path, status=Thumbnail.Status.READY, error_code=0, error_message="Success")
         except ExportError as exc:
             fields.update(error_code=exc.code, error_message=exc.message)

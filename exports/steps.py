@@ -18,7 +18,7 @@ from django.conf import settings
 from exports import media
 from exports.errors import ErrorCode, ExportError, TransientExportError
 from exports.paths import ExportPaths
-from imgbed.errors import ImageStorageError
+from imgbed.errors import ImageNotAllowed, ImageStorageError
 from imgbed.services import image_save_bytes, image_url
 from imgbed.storage import imgbed_storage
 from resourced.s3 import (
@@ -34,6 +34,9 @@ from resourced.s3 import (
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[float], None]  # fraction of the stage done, 0..1
+# the TaskId of the export that wrote an object, in its user metadata (x-amz-meta-resourced-export)
+WRITER_METADATA = "resourced-export"
+MAX_NAME_SUFFIX = 1000  # <name>_1 … <name>_999 are tried when a clip's or a thumbnail's name is taken
 
 
 def warm_up() -> None:
@@ -197,21 +200,39 @@ def encode(*, selection: media.Selection, files: dict[str, str], paths: ExportPa
 
 # --- thumbnail ----------------------------------------------------------------------------------
 
-def _store_image(*, jpeg: Path, path: str, name: str, uploader: str) -> str:
-    try:
-        image_save_bytes(path=path, filename=name, data=jpeg.read_bytes(), uploader=uploader)
-    except ImageStorageError as exc:
-        raise TransientExportError(ErrorCode.INTERNAL, f"image bed unavailable: {exc.message}") from exc
-    return image_url(path=path, filename=name)
+def numbered_name(name: str, n: int) -> str:
+    """`name` for n = 0, else `<stem>_<n><ext>`: the free names of a clip or a thumbnail."""
+    if n == 0:
+        return name
+    ext = PurePosixPath(name).suffix
+    return f"{name[: len(name) - len(ext)]}_{n}{ext}"
 
 
-def thumbnail(*, paths: ExportPaths, uploader: str) -> str:
+def _store_image(*, jpeg: Path, path: str, name: str, uploader: str, owner: str) -> str:
+    """The JPEG in the image bed under `name`, or the first numbered name that is not another
+    user's image (a thumbnail never replaces someone else's)."""
+    data = jpeg.read_bytes()
+    for n in range(MAX_NAME_SUFFIX):
+        candidate = numbered_name(name, n)
+        try:
+            image_save_bytes(path=path, filename=candidate, data=data, uploader=uploader, owner=owner)
+        except ImageNotAllowed:
+            continue
+        except ImageStorageError as exc:
+            raise TransientExportError(ErrorCode.INTERNAL, f"image bed unavailable: {exc.message}") from exc
+        return image_url(path=path, filename=candidate)
+    raise ExportError(ErrorCode.INTERNAL,
+                      f"image bed: {path}/{name} and {MAX_NAME_SUFFIX - 1} numbered names are other users' images")
+
+
+def thumbnail(*, paths: ExportPaths, uploader: str, owner: str) -> str:
     """The clip's first frame as a JPEG in the image bed; returns its ImagePath."""
     if not paths.thumbnail.exists():
         paths.thumbnail.parent.mkdir(parents=True, exist_ok=True)
         _media(media.thumbnail, src_path=str(paths.output), out_path=str(paths.thumbnail),
                max_size=settings.THUMBNAIL_MAX_SIZE, quality=settings.THUMBNAIL_QUALITY)
-    return _store_image(jpeg=paths.thumbnail, path=paths.image_dir, name=paths.image_name, uploader=uploader)
+    return _store_image(jpeg=paths.thumbnail, path=paths.image_dir, name=paths.image_name, uploader=uploader,
+                        owner=owner)
 
 
 # --- upload -------------------------------------------------------------------------------------
@@ -223,20 +244,13 @@ class Uploaded:
     output_bytes: int
 
 
-# the TaskId of the export that wrote an object, in its user metadata (x-amz-meta-resourced-export)
-WRITER_METADATA = "resourced-export"
-MAX_NAME_SUFFIX = 1000
-
-
 def free_key(*, location: S3Location, key: str, writer: str) -> str:
     """`key`, or `<stem>_<n><ext>` with the smallest n >= 1 that holds no object another export
     (or anyone else) wrote: an upload never replaces an object it did not write. An object that
     `writer` wrote itself (a redelivered upload) is written again."""
     client = location.client()
-    ext = PurePosixPath(key).suffix
-    stem = key[: len(key) - len(ext)]
     for n in range(MAX_NAME_SUFFIX):
-        candidate = key if n == 0 else f"{stem}_{n}{ext}"
+        candidate = numbered_name(key, n)
         try:
             head = client.head_object(Bucket=location.bucket, Key=location.key(candidate))
         except botocore.exceptions.ClientError as exc:
@@ -277,7 +291,7 @@ def upload(*, paths: ExportPaths, location: S3Location, writer: str, on_progress
 # --- getthumbnail: one frame at a position of a recording ------------------------------------------
 
 def frame_thumbnail(*, live_path: str, start_pos: int, start_time_ms: int, location: S3Location,
-                    image_dir: str, image_name: str, uploader: str) -> str:
+                    image_dir: str, image_name: str, uploader: str, owner: str) -> str:
     """Fetch the segment that holds the position, decode the frame, store it in the image bed;
     returns its ImagePath."""
     recording, _manifests = fetch_recording(live_path=live_path, location=location)
@@ -304,4 +318,4 @@ def frame_thumbnail(*, live_path: str, start_pos: int, start_time_ms: int, locat
         jpeg = Path(tmp) / "frame.jpg"
         _media(media.thumbnail_from_selection, selection=video_only, files={k: str(files / k) for k in keys},
                out_path=str(jpeg), max_size=settings.THUMBNAIL_MAX_SIZE, quality=settings.THUMBNAIL_QUALITY)
-        return _store_image(jpeg=jpeg, path=image_dir, name=image_name, uploader=uploader)
+        return _store_image(jpeg=jpeg, path=image_dir, name=image_name, uploader=uploader, owner=owner)

@@ -197,17 +197,18 @@ class ImageDeleteApi(APIView):
     @extend_schema(
         operation_id="imgbed_delete",
         summary="Delete the image <path>/<filename>",
-        description="errCode 0 success, 1 no such image (HTTP 404), 2 bad path or filename (HTTP 400), 3 authentication (HTTP 401).",
+        description="errCode 0 success, 1 no such image (HTTP 404), 2 bad path or filename (HTTP 400), 3 authentication (HTTP 401) or another user's image (HTTP 403).",
         request=_DELETE_REQUEST,
         parameters=[SESSION_HEADER],
-        responses={200: _DELETE_ANSWER, 400: _DELETE_ANSWER, 401: _DELETE_ANSWER, 404: _DELETE_ANSWER},
+        responses={200: _DELETE_ANSWER, 400: _DELETE_ANSWER, 401: _DELETE_ANSWER, 403: _DELETE_ANSWER,
+                   404: _DELETE_ANSWER},
         tags=["imgbed"],
     )
     def post(self, request):
-        authenticate(request)
+        owner = authenticate(request)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        image_delete(**serializer.validated_data)
+        image_delete(owner=owner, **serializer.validated_data)
         return Response({"errCode": 0, "message": "success"})
 
 

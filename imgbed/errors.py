@@ -14,7 +14,7 @@ kind       upload/list/GET   delete           HTTP
 (partial)  1 (FailedFiles)   -                200
 not_found  4                 1                404
 invalid    2                 2                400
-auth       3                 3                401
+auth       3                 3                401 (403: another user's image)
 internal   5                 5                5xx
 =========  ================  ===============  ====
 """
@@ -47,6 +47,13 @@ class ImageRejected(ImageError, InvalidInput):
 
 class ImagePathInvalid(ImageRejected):
     """A path or file name is not safe (``..``, backslash, control character, too long, …)."""
+
+
+class ImageNotAllowed(ImageRejected):
+    """Another user's image: not replaced, not deleted (errCode 3, HTTP 403)."""
+
+    kind = "auth"
+    status = http.HTTP_403_FORBIDDEN
 
 
 class ImageNotFound(ImageError, NotFound):

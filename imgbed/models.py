@@ -16,6 +16,9 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64, help_text="of the stored bytes; the HTTP ETag")
     uploader = models.CharField(max_length=255, blank=True, help_text="userid of the session that stored it")
+    owner = models.CharField(max_length=255, blank=True, db_index=True,
+                             help_text="the user it belongs to (an export's thumbnail: the export's user); only "
+                                       "that user replaces or deletes it; empty for images stored before owners")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True, help_text="last time the bytes were stored; Last-Modified")
 
