@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from resourced.dashboard import admin_index
 from resourced.health import healthz
+from resourced.home import home
 from resourced.metrics import metrics_view
 
 handler400 = "resourced.errors.json_400"
@@ -12,6 +13,7 @@ handler404 = "resourced.errors.json_404"
 handler500 = "resourced.errors.json_500"
 
 urlpatterns = [
+    path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     # the admin index with the operator's dashboard; every other admin page as Django has it

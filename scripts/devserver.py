@@ -156,6 +156,7 @@ def main() -> int:
         print(
             "\n"
             f"  resourced is running\n"
+            f"  home       {base}/   (links to everything below)\n"
             f"  API        {base}/resource/v1/i/export-to-s3dir\n"
             f"  health     {base}/healthz\n"
             f"  admin      {base}/admin/   (python manage.py createsuperuser to log in)\n"

@@ -232,6 +232,8 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
 
 FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default="")
+# Where operators open Flower (linked from `/`); make run starts it on port 5555; empty: no link
+FLOWER_URL = env.str("FLOWER_URL", default="http://127.0.0.1:5555/")
 
 # --- Logging ----------------------------------------------------------------------------------
 
