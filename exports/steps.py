@@ -27,6 +27,7 @@ from resourced.s3 import (
     error_code,
     is_not_found,
     is_transient,
+    read_object,
     s3_cause,
     transfer_config,
 )
@@ -70,16 +71,11 @@ def fetch_recording(*, live_path: str, location: S3Location) -> tuple[media.Reco
     """The recording's manifest (and an HLS variant playlist, and the byte ranges of media files
     the manifest needs read: DASH segment indexes) from the source storage; what was read, by
     local name (media.part_name), is returned with it for the work dir."""
-    client = location.client()
     manifests: dict[str, bytes] = {}
 
     def get(key: str, byte_range: tuple[int, int] | None = None) -> bytes:
-        kwargs = {"Bucket": location.bucket, "Key": location.key(key)}
-        if byte_range is not None:
-            kwargs["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
         try:
-            response = client.get_object(**kwargs)
-            body = response["Body"].read()
+            body = read_object(location=location, key=key, byte_range=byte_range)
         except botocore.exceptions.ClientError as exc:
             if is_not_found(exc):
                 raise ExportError(ErrorCode.NO_SUCH_RECORDING,
@@ -87,8 +83,6 @@ def fetch_recording(*, live_path: str, location: S3Location) -> tuple[media.Reco
             raise storage_error(exc, side="source") from exc
         except botocore.exceptions.BotoCoreError as exc:
             raise storage_error(exc, side="source") from exc
-        if byte_range is not None and not response.get("ContentRange"):  # a store that ignores Range
-            body = body[byte_range[0]:byte_range[1] + 1]
         manifests[media.part_name(key, byte_range)] = body
         return body
 

@@ -56,8 +56,10 @@ class BoundedJSONParser(JSONParser):
             text = data.decode(encoding)
         except UnicodeDecodeError as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
-        if nesting_depth(text) > settings.API_MAX_JSON_DEPTH:
-            raise ParseError(f"JSON nested deeper than {settings.API_MAX_JSON_DEPTH} levels")
+        # counting brackets is C-speed; the character scan runs only when they could nest too deep
+        limit_depth = settings.API_MAX_JSON_DEPTH
+        if text.count("[") + text.count("{") > limit_depth and nesting_depth(text) > limit_depth:
+            raise ParseError(f"JSON nested deeper than {limit_depth} levels")
         try:
             return json.loads(text, parse_constant=_refuse_constant)
         except ValueError as exc:

@@ -138,6 +138,27 @@ def _item(item) -> tuple[str, str, tuple[int, int] | None]:
     return item.name, item.key, (tuple(byte_range) if byte_range is not None else None)
 
 
+def _get_object_args(location: S3Location, key: str, byte_range: tuple[int, int] | None) -> dict:
+    args = {"Bucket": location.bucket, "Key": location.key(key)}
+    if byte_range is not None:
+        args["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+    return args
+
+
+def _ignored_range(response: dict, byte_range: tuple[int, int] | None) -> bool:
+    """A store that ignores Range answers 200 with the whole object (no Content-Range)."""
+    return byte_range is not None and not response.get("ContentRange")
+
+
+def read_object(*, location: S3Location, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
+    """One object, or the inclusive byte range (first, last) of it, in memory (manifests, indexes)."""
+    response = location.client().get_object(**_get_object_args(location, key, byte_range))
+    body = response["Body"].read()
+    if _ignored_range(response, byte_range):
+        body = body[byte_range[0]:byte_range[1] + 1]
+    return body
+
+
 def download_objects(*, location: S3Location, keys: Iterable, path_for: Callable[[str], Path],
                      concurrency: int = 8, on_object: Callable[[int], None] | None = None) -> Downloaded:
     """GET `keys` in parallel into path_for(name), each written under a temporary name then renamed.
@@ -166,14 +187,10 @@ def download_objects(*, location: S3Location, keys: Iterable, path_for: Callable
             try:
                 # one GET per object, streamed to the file (s3transfer's download_file sends a HEAD
                 # before each GET: twice the requests for segments of a few hundred kB)
-                kwargs = {"Bucket": location.bucket, "Key": location.key(key)}
-                if byte_range is not None:
-                    kwargs["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
-                response = client.get_object(**kwargs)
+                response = client.get_object(**_get_object_args(location, key, byte_range))
                 body = response["Body"]
-                # a store that ignores Range answers 200 with the whole object: keep only the range
-                skip, left = 0, None
-                if byte_range is not None and not response.get("ContentRange"):
+                skip, left = 0, None  # a store that ignored Range: keep only the range
+                if _ignored_range(response, byte_range):
                     skip, left = byte_range[0], byte_range[1] - byte_range[0] + 1
                 with open(part, "wb") as handle:
                     for chunk in body.iter_chunks(1 << 20):
