@@ -16,6 +16,7 @@ from exports.services import (
     parse_start_time,
     thumbnail_request,
 )
+from resourced.archive import RESTORE_TIERS
 from resourced.errors import RESOURCE_ERRORS, ErrorFamily, NotFound
 from resourced.names import name_problem
 from resourced.s3 import relative_key_problem
@@ -115,6 +116,9 @@ class ExportCreateApi(APIView):
         ExportS3Key = serializers.CharField(max_length=512, required=False, allow_blank=True, trim_whitespace=False)
         ExportFormat = serializers.ChoiceField(choices=["ts", "mp4"], required=False)
         CutMode = serializers.ChoiceField(choices=["accurate", "keyframe"], required=False, default="accurate")
+        RestoreTier = serializers.ChoiceField(
+            choices=list(RESTORE_TIERS), required=False,
+            help_text="the S3 restore tier for archived segments of the recording (default EXPORT_RESTORE_TIER)")
 
         def validate_Duration(self, value):
             if value > settings.EXPORT_MAX_DURATION_MS:

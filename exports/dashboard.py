@@ -14,8 +14,15 @@ from resourced.celery import host_bound_queues, host_queue
 from resourced.dashboard import changelist
 
 
+# a waiting export (restoring, waiting for the live edge) is on no queue: its check is a message
+# with a countdown (the broker holds it until then)
+WAITING_QUEUE = "(scheduled check)"
+
+
 def stage_queue(*, status: str, stage: str, host: str) -> str:
     """The queue an export in this state waits on or runs from (exports/stages.py)."""
+    if status == Export.Status.WAITING:
+        return WAITING_QUEUE
     spec = BY_NAME.get(stage)
     if status == "queued" or spec is None or spec is DOWNLOAD or not host:
         return DOWNLOAD.queue
@@ -23,7 +30,7 @@ def stage_queue(*, status: str, stage: str, host: str) -> str:
 
 
 def export_pipeline(now) -> list[dict]:
-    """Queued and running exports per queue and stage, the oldest first."""
+    """Queued, running and waiting exports per queue and stage, the oldest first."""
     rows = (
         Export.objects.filter(status__in=Export.ACTIVE)
         .values("status", "stage", "host")
@@ -34,12 +41,12 @@ def export_pipeline(now) -> list[dict]:
     for row in rows:
         queue = stage_queue(status=row["status"], stage=row["stage"], host=row["host"])
         entry = grouped.setdefault((queue, row["stage"]), {
-            "queue": queue, "stage": row["stage"], "queued": 0, "running": 0, "oldest": row["oldest"],
-            "url": changelist("exports.export", stage__exact=row["stage"], status__in="queued,running"),
+            "queue": queue, "stage": row["stage"], "queued": 0, "running": 0, "waiting": 0, "oldest": row["oldest"],
+            "url": changelist("exports.export", stage__exact=row["stage"], status__in="queued,running,waiting"),
         })
         entry[row["status"]] += row["n"]
         entry["oldest"] = min(entry["oldest"], row["oldest"])
-    order = {stage: i for i, stage in enumerate(("queued", *STAGE_NAMES))}
+    order = {stage: i for i, stage in enumerate(("restoring", "waiting", "queued", *STAGE_NAMES))}
     result = sorted(grouped.values(), key=lambda e: (order.get(e["stage"], 99), e["queue"]))
     for entry in result:
         entry["oldest_age"] = now - entry["oldest"]
@@ -92,6 +99,7 @@ def export_panel(request, now) -> dict | None:
         "pipeline": pipeline,
         "queued_total": sum(row["queued"] for row in pipeline),
         "running_total": sum(row["running"] for row in pipeline),
+        "waiting_total": sum(row["waiting"] for row in pipeline),
         "failures": export_failures(now),
         "today": exported_today(now),
     }

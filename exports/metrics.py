@@ -28,7 +28,7 @@ def export_families() -> list[Metric]:
     families.append(rows)
 
     active = GaugeMetricFamily(
-        "resourced_exports_active", "Queued and running exports by status and stage", labels=["status", "stage"]
+        "resourced_exports_active", "Queued, running and waiting (restoring, live edge) exports by status and stage", labels=["status", "stage"]
     )
     for row in (Export.objects.filter(status__in=Export.ACTIVE).values("status", "stage")
                 .annotate(n=Count("pk")).order_by()):

@@ -14,12 +14,15 @@ class Export(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
+        WAITING = "waiting", "waiting (restores, live edge)"
         READY = "ready"
         FAILED = "failed"
         CANCELLED = "cancelled"
 
     class Stage(models.TextChoices):
         QUEUED = "queued"
+        RESTORING = "restoring"
+        WAITING = "waiting", "waiting for the live edge"
         DOWNLOAD = "download"
         CUT = "cut"
         ENCODE = "encode"
@@ -38,8 +41,10 @@ class Export(models.Model):
         ACCURATE = "accurate", "to the frame"
         KEYFRAME = "keyframe", "from the keyframe before"
 
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
-    LIVE = (Status.QUEUED, Status.RUNNING, Status.READY)
+    # WAITING: no worker holds it; its download runs again at next_check_at
+    ACTIVE = (Status.QUEUED, Status.RUNNING, Status.WAITING)
+    WORKING = (Status.QUEUED, Status.RUNNING)  # what loads the workers (quota, saturation)
+    LIVE = (Status.QUEUED, Status.RUNNING, Status.WAITING, Status.READY)
 
     task_id = models.CharField(max_length=32, unique=True, default=new_task_id, editable=False)
     idempotency_key = models.CharField(max_length=64, db_index=True, editable=False)
@@ -55,6 +60,8 @@ class Export(models.Model):
     export_type = models.PositiveSmallIntegerField(choices=ExportType.choices, default=ExportType.COPY)
     export_format = models.CharField(max_length=4, default="ts")
     cut_mode = models.CharField(max_length=8, choices=CutMode.choices, default=CutMode.ACCURATE)
+    restore_tier = models.CharField(max_length=10, blank=True,
+                                    help_text="RestoreTier for archived segments; empty: EXPORT_RESTORE_TIER")
     start_pos = models.BigIntegerField(help_text="epoch ms")
     start_time_ms = models.BigIntegerField(help_text="StartTime, ms into the recording")
     duration_ms = models.BigIntegerField()
@@ -77,6 +84,11 @@ class Export(models.Model):
     attempts = models.JSONField(default=dict, blank=True, help_text="attempts per stage")
     restarts = models.PositiveSmallIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # while waiting (Status.WAITING): when the download looks again, when the wait ends, and what
+    # it waits on (the restores asked for, the live edge and the manifest's digest)
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    wait_deadline = models.DateTimeField(null=True, blank=True)
+    waiting_on = models.JSONField(default=dict, blank=True)
 
     # results
     origin_ms = models.BigIntegerField(null=True, blank=True, help_text="wall-clock origin of the recording")
@@ -107,7 +119,7 @@ class Export(models.Model):
             # one live export per request; a failed or cancelled one leaves room for a new attempt
             models.UniqueConstraint(
                 fields=["idempotency_key"],
-                condition=Q(status__in=["queued", "running", "ready"]),
+                condition=Q(status__in=["queued", "running", "waiting", "ready"]),
                 name="export_one_live_per_request",
             )
         ]
@@ -137,6 +149,8 @@ class Quota(models.Model):
     scope = models.CharField(max_length=16, choices=Scope.choices)
     subject = models.CharField(max_length=255, blank=True, help_text="the userid or ServiceCaller; empty for the default")
     max_active_exports = models.PositiveIntegerField(default=4, help_text="queued + running at once")
+    max_waiting = models.PositiveIntegerField(
+        default=20, help_text="exports waiting on archive restores or the live edge at once")
     max_clip_ms = models.PositiveBigIntegerField(default=2 * 3600 * 1000, help_text="longest clip, ms")
     max_minutes_per_day = models.PositiveIntegerField(default=600, help_text="exported minutes per UTC day")
     note = models.CharField(max_length=255, blank=True)

@@ -13,6 +13,7 @@ QUEUE_MEDIA_CPU = declare_queue("media.cpu", host_bound=True, purpose="cut, enco
 
 # the pipeline's steps: exports.stages says which queue each stage runs on
 route_tasks("exports.download", QUEUE_MEDIA_IO)
+route_tasks("exports.check_*", QUEUE_MEDIA_IO)  # a waiting export's download, sent again later
 route_tasks("exports.process", QUEUE_MEDIA_CPU)
 route_tasks("exports.upload", QUEUE_MEDIA_IO)
 route_tasks("exports.getthumbnail", QUEUE_MEDIA_CPU)

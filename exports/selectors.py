@@ -1,5 +1,7 @@
 """Reads of exports: lookups and the answer body of export-to-s3dir."""
 
+from datetime import datetime
+
 from django.conf import settings
 from django.utils import timezone
 
@@ -11,7 +13,7 @@ VERSION = "v1"
 # what export_response reads: a poll loads these columns only
 RESPONSE_FIELDS = ("task_id", "status", "stage", "progress", "error_code", "error_message", "image_path",
                    "video_path", "lack_ms", "output_start_ms", "output_duration_ms", "created_at",
-                   "started_at")
+                   "started_at", "waiting_on", "next_check_at")
 
 
 def export_get(*, task_id: str, owner: str, for_response: bool = False) -> Export | None:
@@ -50,6 +52,13 @@ def estimate_time_wait(export: Export) -> int:
         ahead = Export.objects.filter(status=Export.Status.QUEUED, created_at__lt=export.created_at).count()
         slots = max(1, settings.CELERY_WORKER_CONCURRENCY)
         return int(min(30_000, poll * (1 + ahead // slots)))
+    if export.status == Export.Status.WAITING:
+        # when the restores should be done / the live edge past the end; never before the next look
+        expected = (export.waiting_on or {}).get("expected_at")
+        moments = [m for m in (datetime.fromisoformat(expected) if expected else None, export.next_check_at) if m]
+        if not moments:
+            return poll
+        return int(max(poll, (max(moments) - timezone.now()).total_seconds() * 1000))
     if export.status == Export.Status.RUNNING:
         if export.started_at and export.progress > 0:
             elapsed = (timezone.now() - export.started_at).total_seconds() * 1000
@@ -68,7 +77,8 @@ def export_response(export: Export) -> dict:
         Export.Status.READY: "ready to download",
     }.get(status, export.error_message)
     body.update(
-        ErrorCode={Export.Status.QUEUED: 1, Export.Status.RUNNING: 1, Export.Status.READY: 5}.get(status, export.error_code),
+        ErrorCode={Export.Status.QUEUED: 1, Export.Status.RUNNING: 1, Export.Status.WAITING: 1,
+                   Export.Status.READY: 5}.get(status, export.error_code),
         ErrorMessage=message,
         TimeWait=estimate_time_wait(export),
         ImagePath=export.image_path,
@@ -90,3 +100,100 @@ def thumbnail_response(thumb) -> dict:
         return {"ErrorCode": 1, "ErrorMessage": "processing", "ImagePath": "", "TimeWait": settings.EXPORT_POLL_MS // 2}
     return {"ErrorCode": thumb.error_code, "ErrorMessage": thumb.error_message, "ImagePath": thumb.image_path,
             "TimeWait": 0}
+
+
+# --- what the admin shows of an export's state ---------------------------------------------------
+
+def export_failed_stage(export: Export) -> str:
+    """The stage a failed or cancelled export was in when it ended. Its Stage then reads "failed"
+    (or "cancelled"), so this is read from what the pipeline recorded for its last generation: the
+    last stage it began (attempts) without completing it (timings); a restore that passed its
+    deadline (the check that found it runs as download); else what it last waited on, or "queued"
+    when it never started."""
+    from exports.stages import STAGE_NAMES
+
+    attempts, timings, waited = export.attempts or {}, export.timings or {}, export.waiting_on or {}
+    begun = [name for name in STAGE_NAMES if attempts.get(name)]
+    unfinished = [name for name in begun if name not in timings]
+    if (waited.get("kind") == Export.Stage.RESTORING and unfinished in ([], ["download"]) and export.wait_deadline
+            and export.finished_at and export.finished_at >= export.wait_deadline):
+        return Export.Stage.RESTORING
+    if unfinished:
+        return unfinished[-1]
+    if begun:
+        return begun[-1]  # every stage it began completed: it ended between two of them
+    return waited.get("kind") or Export.Stage.QUEUED
+
+
+def export_eta_seconds(export: Export) -> float | None:
+    """Seconds a running export still needs: the time it has run, scaled by the Progress to go
+    (TimeWait's estimate, without its bounds on the next poll). None before there is progress."""
+    if export.status != Export.Status.RUNNING or not export.started_at or export.progress <= 0:
+        return None
+    elapsed = max(0.0, (timezone.now() - export.started_at).total_seconds())
+    return elapsed * (100 - min(export.progress, 100)) / export.progress
+
+
+def export_state(export: Export) -> dict:
+    """An export's state as the admin shows it (list, detail, and the progress endpoint). A failed
+    or cancelled export has no Progress (None), only the stage it ended in."""
+    status = export.status
+    ended = status in (Export.Status.FAILED, Export.Status.CANCELLED)
+    waiting = status == Export.Status.WAITING
+    waited = export.waiting_on or {}
+    return {
+        "id": export.pk,
+        "task_id": export.task_id,
+        "status": status,
+        "stage": export.stage,
+        "progress": None if ended or waiting else (100 if status == Export.Status.READY else
+                                                   min(int(export.progress), 99)),
+        "eta_seconds": export_eta_seconds(export),
+        "ended_in": export_failed_stage(export) if ended else None,
+        "error_code": export.error_code if ended else None,
+        "next_check_at": export.next_check_at if waiting else None,
+        "wait_deadline": export.wait_deadline if waiting else None,
+        "waiting_on": (len(waited.get("restoring") or {}) if export.stage == Export.Stage.RESTORING
+                       else "the live edge") if waiting else None,
+    }
+
+
+def export_states(*, ids: list[int]) -> list[dict]:
+    """export_state of each export in `ids` that exists."""
+    return [export_state(export) for export in Export.objects.filter(pk__in=ids).order_by()]
+
+
+def quota_usage_today(*, limit: int = 100) -> list[dict]:
+    """Per quota subject (a userid; the ServiceCaller for requests without one) with exports
+    today (UTC) or active now: exports and minutes today as quota_check counts them, queued or
+    running now, waiting now, and the quota that applies (exports.services.quota_for)."""
+    from django.db.models import Count, Q, Sum
+
+    from exports.services import quota_for
+
+    day_start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    today = Q(created_at__gte=day_start)
+    counted = today & ~Q(status__in=[Export.Status.FAILED, Export.Status.CANCELLED])
+    rows = (
+        Export.objects.filter(today | Q(status__in=Export.ACTIVE))
+        .values("userid", "service_caller")
+        .annotate(exports=Count("pk", filter=today), ms=Sum("duration_ms", filter=counted),
+                  active=Count("pk", filter=Q(status__in=Export.WORKING)),
+                  waiting=Count("pk", filter=Q(status=Export.Status.WAITING)))
+        .order_by()
+    )
+    subjects: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        key = ("user", row["userid"]) if row["userid"] else ("caller", row["service_caller"])
+        usage = subjects.setdefault(key, {"scope": key[0], "subject": key[1], "callers": [], "exports": 0,
+                                          "ms": 0, "active": 0, "waiting": 0})
+        usage["callers"].append(row["service_caller"])
+        for name in ("exports", "ms", "active", "waiting"):
+            usage[name] += row[name] or 0
+    usage_rows = sorted(subjects.values(), key=lambda u: (-u["ms"], -u["active"] - u["waiting"], u["subject"]))[:limit]
+    for usage in usage_rows:
+        usage["callers"] = sorted(set(usage["callers"]))
+        userid = usage["subject"] if usage["scope"] == "user" else ""
+        usage["quota"] = quota_for(userid=userid, service_caller=usage["callers"][0])
+        usage["minutes"] = round(usage["ms"] / 60_000, 1)
+    return usage_rows

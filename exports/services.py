@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -23,12 +23,20 @@ from django.utils import timezone
 
 from exports import steps
 from exports.credentials import S3Credentials, decrypt_credentials, encrypt_credentials, parse_export_s3_key
-from exports.errors import ErrorCode, ExportError, TransientExportError
+from exports.errors import (
+    ErrorCode,
+    ExportError,
+    ExportFailed,
+    RangeNotRecorded,
+    SourceArchived,
+    SourceNotReady,
+    TransientExportError,
+)
 from exports.models import Export, Quota, Thumbnail
 from exports.paths import ExportPaths, live_path_parts, work_dir_of
 from exports.stages import BY_NAME, Stage, queue_of, task_stages, tasks_after
 from resourced.celery import app as celery_app
-from resourced.celery import host_queue
+from resourced.celery import host_queue, max_countdown
 from resourced.errors import ServiceError
 from resourced.logging import bind_task_id
 from resourced.s3 import S3Location
@@ -88,6 +96,7 @@ class ExportRequest:
     export_type: int
     export_format: str
     cut_mode: str
+    restore_tier: str
     start_pos: int
     start_time_ms: int
     duration_ms: int
@@ -140,11 +149,18 @@ def quota_check(request: ExportRequest) -> None:
             f"Duration: {request.duration_ms} ms is over the quota of {quota.max_clip_ms} ms per clip", time_wait_ms=0
         )
     mine = Export.objects.filter(**_subject_filter(request))
-    active = mine.filter(status__in=Export.ACTIVE).count()
+    active = mine.filter(status__in=Export.WORKING).count()
     if active >= quota.max_active_exports:
         raise QuotaExceeded(
             f"quota: {active} exports are already queued or running (at most {quota.max_active_exports})",
             time_wait_ms=max(settings.EXPORT_POLL_MS, 5000),
+        )
+    waiting = mine.filter(status=Export.Status.WAITING).count()
+    if waiting >= quota.max_waiting:
+        raise QuotaExceeded(
+            f"quota: {waiting} exports are already waiting on archive restores or the live edge "
+            f"(at most {quota.max_waiting})",
+            time_wait_ms=max(settings.EXPORT_POLL_MS, 30_000),
         )
     day_start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     used_ms = (
@@ -159,7 +175,7 @@ def quota_check(request: ExportRequest) -> None:
             f"quota: {used_ms // 60000} of {quota.max_minutes_per_day} exported minutes used today",
             time_wait_ms=int((tomorrow - timezone.now()).total_seconds() * 1000),
         )
-    if Export.objects.filter(status__in=Export.ACTIVE).count() >= settings.EXPORT_SATURATION_LIMIT:
+    if Export.objects.filter(status__in=Export.WORKING).count() >= settings.EXPORT_SATURATION_LIMIT:
         raise QuotaExceeded("the service is saturated, try again later", time_wait_ms=10_000)
 
 
@@ -202,6 +218,7 @@ def export_submit(*, request: ExportRequest) -> tuple[Export, bool]:
                 export_type=request.export_type,
                 export_format=request.export_format,
                 cut_mode=request.cut_mode,
+                restore_tier=request.restore_tier,
                 start_pos=request.start_pos,
                 start_time_ms=request.start_time_ms,
                 duration_ms=request.duration_ms,
@@ -262,6 +279,7 @@ def export_retry(*, export: Export) -> Export:
             status=Export.Status.QUEUED, stage=Export.Stage.QUEUED, progress=0, error_code=1, error_message="",
             attempts={}, host="", heartbeat_at=None, finished_at=None, started_at=None, timings={}, step_hosts={},
             image_path="", video_path="", restarts=export.restarts + 1, updated_at=timezone.now(),
+            next_check_at=None, wait_deadline=None, waiting_on={},
         )
         export.refresh_from_db()
         transaction.on_commit(lambda: export_enqueue(export=export))
@@ -369,9 +387,20 @@ def _codec(export: Export) -> str:
 def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callable[[float], None]) -> dict:
     """Run one stage's step; returns the Export fields its result sets."""
     if stage.name == "download":
-        result = steps.download(live_path=export.live_path, start_pos=export.start_pos,
-                                start_time_ms=export.start_time_ms, duration_ms=export.duration_ms,
-                                location=_source(export), paths=paths, on_progress=progress)
+        def download(wait_for_live: bool) -> steps.Downloaded:
+            return steps.download(live_path=export.live_path, start_pos=export.start_pos,
+                                  start_time_ms=export.start_time_ms, duration_ms=export.duration_ms,
+                                  location=_source(export), paths=paths, restore=_restore_policy(export),
+                                  wait_for_live=wait_for_live, on_progress=progress)
+
+        try:
+            result = download(wait_for_live=True)
+        except RangeNotRecorded as exc:
+            why = _live_wait_over(export, exc)
+            if not why:
+                raise
+            logger.info("export %s: %s; exporting what is recorded", export.task_id, why)
+            result = download(wait_for_live=False)
         return {"origin_ms": result.origin_ms, "clip_start_ms": result.clip_start_ms, "lack_ms": result.lack_ms,
                 "bytes_downloaded": F("bytes_downloaded") + result.bytes, "bytes_needed": result.bytes,
                 "segments_missing": result.segments_missing, "host": settings.WORKER_HOSTNAME}
@@ -439,8 +468,9 @@ def _begin_stage(export: Export, stage: Stage, *, count_attempt: bool) -> bool:
     if count_attempt:
         export.attempts = dict(export.attempts or {}, **{stage.name: (export.attempts or {}).get(stage.name, 0) + 1})
         updates["attempts"] = export.attempts
-    if export.status == Export.Status.QUEUED:
-        updates.update(status=Export.Status.RUNNING, started_at=timezone.now())
+    if export.status in (Export.Status.QUEUED, Export.Status.WAITING):
+        updates.update(status=Export.Status.RUNNING, started_at=export.started_at or timezone.now(),
+                       next_check_at=None)
         export.status = Export.Status.RUNNING
     Export.objects.filter(pk=export.pk, status__in=Export.ACTIVE).update(**updates)
     if export.attempts.get(stage.name, 0) > settings.EXPORT_MAX_ATTEMPTS:
@@ -466,11 +496,18 @@ def _still_running(export: Export) -> bool:
     return Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).exists()
 
 
+def _fail(export: Export, code: int, message: str) -> None:
+    """Record the failure, then end the task in FAILURE (ExportFailed)."""
+    export_mark_failed(export=export, code=code, message=message)
+    raise ExportFailed(f"export {export.task_id} failed with {int(code)}: {message}")
+
+
 def export_run(*, delivery: Delivery) -> None:
     """Run the stages of one task of an export and send the next task (or mark the export ready).
 
     Every write of a running export's row is made here. A transient failure is raised again for
-    the task to retry while it has retries left; any other failure ends the export with its code.
+    the task to retry while it has retries left; any other failure ends the export with its code,
+    and then ExportFailed is raised so that the task itself ends in FAILURE.
     """
     with bind_task_id(delivery.task_id):
         export = _load_for(delivery)
@@ -486,30 +523,31 @@ def export_run(*, delivery: Delivery) -> None:
                                 delivery.generation)
                     continue
                 if not _begin_stage(export, stage, count_attempt=not delivery.is_retry):
-                    return
+                    raise ExportFailed(f"export {export.task_id}: {stage.name} did not complete after "
+                                       f"{settings.EXPORT_MAX_ATTEMPTS} attempts")
                 started = time.monotonic()
                 with _heartbeat(export):
                     _injected_delay(stage)
                     fields = _do_stage(export, stage, paths, _ProgressWriter(export, stage))
                 _end_stage(export, stage, time.monotonic() - started, fields)
         except ExportError as exc:
-            export_mark_failed(export=export, code=exc.code, message=exc.message)
+            _fail(export, exc.code, exc.message)
+        except SourceNotReady as exc:
+            _wait(export, exc, generation=delivery.generation)
             return
         except TransientExportError as exc:
             if delivery.retries_left:
                 logger.warning("export %s: %s will be retried: %s", export.task_id, stage.name, exc)
                 raise
-            export_mark_failed(export=export, code=exc.code, message=f"{exc} (after the retries)")
-            return
+            _fail(export, exc.code, f"{exc} (after the retries)")
         except SoftTimeLimitExceeded:
-            export_mark_failed(export=export, code=ErrorCode.INTERNAL, message=f"{stage.name} ran past its time limit")
-            return
+            _fail(export, ErrorCode.INTERNAL, f"{stage.name} ran past its time limit")
+        except ExportFailed:
+            raise
         except Exception:
             logger.exception("export %s: %s failed", export.task_id, stage.name if stage else delivery.task)
-            export_mark_failed(export=export, code=ErrorCode.INTERNAL,
-                               message=f"internal error in {stage.name if stage else delivery.task} "
-                                       f"(logged with TaskId {export.task_id})")
-            return
+            _fail(export, ErrorCode.INTERNAL,
+                  f"internal error in {stage.name if stage else delivery.task} (logged with TaskId {export.task_id})")
         following = tasks_after(delivery.task)
         if following:
             if _still_running(export):
@@ -519,6 +557,110 @@ def export_run(*, delivery: Delivery) -> None:
             return
         _mark_ready(export)
         work_dir_remove(export=export)
+
+
+# --- waiting: archived segments being restored, a range past the live edge -------------------------
+
+def _restore_policy(export: Export) -> steps.RestorePolicy:
+    seen = frozenset((export.waiting_on or {}).get("restoring") or {})
+    return steps.RestorePolicy(tier=export.restore_tier or settings.EXPORT_RESTORE_TIER,
+                               days=settings.EXPORT_RESTORE_DAYS, seen=seen)
+
+
+def _stored_live_deadline(export: Export) -> datetime | None:
+    return export.wait_deadline if (export.waiting_on or {}).get("kind") == "waiting" else None
+
+
+def _live_deadline(*, stored: datetime | None, exc: RangeNotRecorded) -> datetime:
+    """EXPORT_LIVE_WAIT_SECONDS after the requested end in wall-clock time: from the manifest's
+    origin when it has one, else from when the edge was first seen short of the end."""
+    if stored is not None:
+        return stored
+    if exc.end_wall_ms is not None:
+        end = datetime.fromtimestamp(exc.end_wall_ms / 1000.0, tz=UTC)
+    else:
+        end = timezone.now() + timedelta(milliseconds=exc.end_ms - exc.edge_ms)
+    return end + timedelta(seconds=settings.EXPORT_LIVE_WAIT_SECONDS)
+
+
+def _live_wait_over(export: Export, exc: RangeNotRecorded) -> str:
+    """Why the export stops waiting for the live edge and exports what is recorded ("" while it
+    waits): EXPORT_LIVE_WAIT_SECONDS past the requested end, or the manifest unchanged (and its
+    edge still) for EXPORT_LIVE_STALL_SECONDS."""
+    now = timezone.now()
+    if now >= _live_deadline(stored=_stored_live_deadline(export), exc=exc):
+        return f"{settings.EXPORT_LIVE_WAIT_SECONDS:g} s past the requested end"
+    live = (export.waiting_on or {}).get("live") or {}
+    unchanged = live.get("digest") == exc.manifest_digest and live.get("edge_ms") == exc.edge_ms
+    if unchanged and live.get("changed_at"):
+        still_for = (now - datetime.fromisoformat(live["changed_at"])).total_seconds()
+        if still_for >= settings.EXPORT_LIVE_STALL_SECONDS:
+            return f"the recording stopped growing {still_for:.0f} s ago"
+    return ""
+
+
+CHECK_TASKS = {"restoring": "exports.check_restore", "waiting": "exports.check_live_edge"}
+
+
+def _wait(export: Export, exc: SourceNotReady, *, generation: int) -> None:
+    """Record that the export waits (Stage restoring or waiting: no worker holds it) and send its
+    download again with a countdown; the sweep resends it if that message is lost."""
+    now = timezone.now()
+    info = dict(export.waiting_on or {})
+    same_wait = info.get("kind") == exc.stage and export.wait_deadline is not None
+    if isinstance(exc, SourceArchived):
+        restoring = dict(info.get("restoring") or {}, **exc.keys)
+        deadline = export.wait_deadline if same_wait else now + timedelta(hours=settings.EXPORT_RESTORE_MAX_HOURS)
+        if now >= deadline:
+            late = [key for key, state in exc.keys.items() if state != "ready"] or list(exc.keys)
+            _fail(export, ErrorCode.SOURCE_STORAGE,
+                  f"source storage: the restore of {late[0]}{f' (and {len(late) - 1} more)' if len(late) > 1 else ''} "
+                  f"did not complete within {settings.EXPORT_RESTORE_MAX_HOURS:g} h")
+        expected = datetime.fromisoformat(info["expected_at"]) if same_wait and info.get("expected_at") else None
+        if expected is None or expected <= now:
+            expected = now + timedelta(seconds=exc.ready_in_seconds if expected is None else exc.check_in_seconds)
+        info.update(kind=exc.stage, restoring=restoring, expected_at=expected.isoformat())
+    else:
+        assert isinstance(exc, RangeNotRecorded)
+        deadline = _live_deadline(stored=export.wait_deadline if same_wait else None, exc=exc)
+        live = info.get("live") or {}
+        changed = live.get("digest") != exc.manifest_digest or live.get("edge_ms") != exc.edge_ms
+        info.update(kind=exc.stage, expected_at=(now + timedelta(seconds=exc.ready_in_seconds)).isoformat(), live={
+            "digest": exc.manifest_digest, "edge_ms": exc.edge_ms, "end_ms": exc.end_ms,
+            "changed_at": now.isoformat() if changed or not live.get("changed_at") else live["changed_at"]})
+        # never look later than the deadline: the export then goes on with what is recorded
+        exc.check_in_seconds = min(exc.check_in_seconds, max(1.0, (deadline - now).total_seconds()))
+    countdown = max(1.0, min(exc.check_in_seconds, max_countdown()))
+    waiting = Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).update(
+        status=Export.Status.WAITING, stage=exc.stage, progress=0, error_code=ErrorCode.PROCESSING,
+        error_message=exc.message[:1024], attempts={}, heartbeat_at=None, next_check_at=now + timedelta(seconds=countdown),
+        wait_deadline=deadline, waiting_on=info, updated_at=now)
+    if not waiting:
+        return  # cancelled meanwhile
+    # what was fetched is fetched again at the next check, on whichever io worker takes it
+    work_dir_remove(export=export)
+    logger.info("export %s %s: %s; looking again in %.0f s", export.task_id, exc.stage, exc.message, countdown)
+    celery_app.send_task(CHECK_TASKS[exc.stage], args=[export.task_id, generation], countdown=countdown)
+
+
+def _recheck_overdue_waits() -> int:
+    """Send again the check of waiting exports whose countdown message is overdue (lost with a
+    broker, or a worker that took it and died): the generation goes up, so a late original is
+    dropped when it arrives."""
+    cutoff = timezone.now() - timedelta(seconds=max(60.0, settings.EXPORT_SWEEP_INTERVAL_SECONDS))
+    resent = 0
+    for export in Export.objects.filter(status=Export.Status.WAITING, next_check_at__lt=cutoff):
+        with bind_task_id(export.task_id):
+            claimed = Export.objects.filter(pk=export.pk, status=Export.Status.WAITING,
+                                            restarts=export.restarts).update(
+                restarts=export.restarts + 1, next_check_at=timezone.now(), updated_at=timezone.now())
+            if claimed:
+                logger.warning("export %s: its %s check was due at %s; sent again", export.task_id, export.stage,
+                               export.next_check_at)
+                celery_app.send_task(CHECK_TASKS.get(export.stage, BY_NAME["download"].task),
+                                     args=[export.task_id, export.restarts + 1])
+                resent += 1
+    return resent
 
 
 def export_sweep_stale() -> int:
@@ -544,7 +686,7 @@ def export_sweep_stale() -> int:
                 export.refresh_from_db()
                 export_enqueue(export=export)
                 restarted += 1
-    return restarted + _resend_long_queued()
+    return restarted + _resend_long_queued() + _recheck_overdue_waits()
 
 
 def _resend_long_queued() -> int:
@@ -571,7 +713,7 @@ def _resend_long_queued() -> int:
 
 def thumbnail_make(*, task_id: str, retries_left: bool) -> None:
     """Make a queued Thumbnail and record the outcome; a transient failure is raised again while
-    the task has retries left."""
+    the task has retries left, a failure recorded ends the task in FAILURE (ExportFailed)."""
     with bind_task_id(task_id):
         thumb = Thumbnail.objects.filter(task_id=task_id, status=Thumbnail.Status.QUEUED).first()
         if thumb is None:
@@ -594,6 +736,9 @@ def thumbnail_make(*, task_id: str, retries_left: bool) -> None:
             logger.exception("getthumbnail %s failed", task_id)
             fields.update(error_code=ErrorCode.INTERNAL, error_message=f"internal error (logged with TaskId {task_id})")
         Thumbnail.objects.filter(pk=thumb.pk).update(**fields)
+        if fields["status"] == Thumbnail.Status.FAILED:
+            raise ExportFailed(f"getthumbnail {task_id} failed with {int(fields['error_code'])}: "
+                               f"{fields['error_message']}")
 
 
 # --- building a request from validated input ----------------------------------------------------
@@ -629,6 +774,7 @@ def export_request_build(*, data: dict, session_userid: str) -> ExportRequest:
         export_type=int(data.get("export_type", 0)),
         export_format=export_format,
         cut_mode=data.get("CutMode") or Export.CutMode.ACCURATE,
+        restore_tier=data.get("RestoreTier") or "",
         start_pos=int(data["StartPos"]),
         start_time_ms=parse_start_time(data["StartTime"]),
         duration_ms=int(data["Duration"]),

@@ -6,8 +6,11 @@ idempotent: the work dir and the object keys are fixed per export, outputs are w
 temporary name then renamed. The media work itself is exports.media (pure PyAV).
 """
 
+import hashlib
 import logging
+import math
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -16,15 +19,17 @@ import botocore.exceptions
 from django.conf import settings
 
 from exports import media
-from exports.errors import ErrorCode, ExportError, TransientExportError
+from exports.errors import ErrorCode, ExportError, RangeNotRecorded, SourceArchived, TransientExportError
 from exports.paths import ExportPaths
 from imgbed.errors import ImageNotAllowed, ImageStorageError
 from imgbed.services import image_save_bytes, image_url
 from imgbed.storage import imgbed_storage
+from resourced.archive import RestoreRefused, archive_state, request_restore, typical_restore_seconds
 from resourced.s3 import (
     S3Location,
     download_objects,
     error_code,
+    is_archived,
     is_not_found,
     is_transient,
     read_object,
@@ -65,6 +70,17 @@ def _media(fn, **kwargs):
         raise ExportError(ErrorCode.MEDIA, f"media: {exc}") from exc
 
 
+class ArchivedObjects(ExportError):
+    """Objects a GET cannot read because they are archived: -5 where nothing restores them
+    (getthumbnail); the export's download restores them (restore_archived)."""
+
+    def __init__(self, keys):
+        self.keys = tuple(keys)
+        super().__init__(ErrorCode.SOURCE_STORAGE,
+                         f"source storage: {', '.join(self.keys[:3])}{' …' if len(self.keys) > 3 else ''} "
+                         f"archived (InvalidObjectState)")
+
+
 # --- the recording ------------------------------------------------------------------------------
 
 def fetch_recording(*, live_path: str, location: S3Location) -> tuple[media.Recording, dict[str, bytes]]:
@@ -80,6 +96,8 @@ def fetch_recording(*, live_path: str, location: S3Location) -> tuple[media.Reco
             if is_not_found(exc):
                 raise ExportError(ErrorCode.NO_SUCH_RECORDING,
                                   f"not such dir: {key} is not in bucket {location.bucket}") from exc
+            if is_archived(exc):
+                raise ArchivedObjects([key]) from exc
             raise storage_error(exc, side="source") from exc
         except botocore.exceptions.BotoCoreError as exc:
             raise storage_error(exc, side="source") from exc
@@ -112,18 +130,37 @@ class Downloaded:
     segments_missing: int
 
 
+@dataclass(frozen=True)
+class RestorePolicy:
+    """How an export restores archived objects of its range."""
+
+    tier: str
+    days: int
+    seen: frozenset[str] = frozenset()  # keys whose restores earlier checks asked for or watched
+
+
 def download(*, live_path: str, start_pos: int, start_time_ms: int, duration_ms: int, location: S3Location,
-             paths: ExportPaths, on_progress: Progress) -> Downloaded:
-    """The manifest, then only the init and media segments that overlap the clip, in parallel."""
-    recording, manifests = fetch_recording(live_path=live_path, location=location)
+             paths: ExportPaths, restore: RestorePolicy, wait_for_live: bool, on_progress: Progress) -> Downloaded:
+    """The manifest, then only the init and media segments that overlap the clip, in parallel.
+
+    Raises SourceArchived when objects of the range are archived (after asking S3 to restore
+    them), and, with `wait_for_live`, RangeNotRecorded when the range goes past the live edge of
+    a recording still being made; the export waits and this step runs again later."""
+    try:
+        recording, manifests = fetch_recording(live_path=live_path, location=location)
+    except ArchivedObjects as exc:
+        raise restore_archived(location=location, keys=exc.keys, policy=restore) from None
     start = clip_start_ms(recording=recording, start_pos=start_pos, start_time_ms=start_time_ms)
-    selection = media.select_segments(recording, start, start + duration_ms)
+    end = start + duration_ms
+    if wait_for_live and recording.dynamic and end > recording.duration_ms:
+        raise _not_recorded_yet(recording=recording, start_ms=start, end_ms=end, manifests=manifests)
+    selection = media.select_segments(recording, start, end)
     parts = selection.parts()  # what to fetch: each init / segment object, or only its byte range
     segment_keys = {s.name for t in selection.tracks for s in t.segments}
     if not segment_keys:
         raise ExportError(ErrorCode.NO_SUCH_RECORDING,
                           f"not such dir: the recording has no media between {start:.0f} ms and "
-                          f"{start + duration_ms:.0f} ms (it covers 0–{recording.duration_ms:.0f} ms)")
+                          f"{end:.0f} ms (it covers 0–{recording.duration_ms:.0f} ms)")
     for key, body in manifests.items():
         path = paths.local(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +173,8 @@ def download(*, live_path: str, start_pos: int, start_time_ms: int, duration_ms:
                                   on_object=lambda n: on_progress(n / len(parts)))
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         raise storage_error(exc, side="source") from exc
+    if report.archived:
+        raise restore_archived(location=location, keys=report.archived, policy=restore)
     missing_segments = [k for k in report.missing if k in segment_keys]
     if len(missing_segments) == len(segment_keys) or set(report.missing) - set(missing_segments):
         raise ExportError(ErrorCode.NO_SUCH_RECORDING,
@@ -145,6 +184,70 @@ def download(*, live_path: str, start_pos: int, start_time_ms: int, duration_ms:
                 report.files, report.bytes, len(report.missing), lack)
     return Downloaded(origin_ms=recording.origin_ms, clip_start_ms=start, lack_ms=lack, files=report.files,
                       bytes=report.bytes, segments_missing=len(missing_segments))
+
+
+def restore_archived(*, location: S3Location, keys, policy: RestorePolicy) -> SourceArchived:
+    """Ask S3 to restore the archived `keys` that no restore is under way for, and say how long to
+    wait. A restore that ended before the export read the object, or a tier S3 refuses for the
+    object's class, ends the export (-5, naming the object)."""
+    client = location.client()
+    states: dict[str, str] = {}
+    slowest = 0
+    for key in keys:
+        try:
+            state = archive_state(client.head_object(Bucket=location.bucket, Key=location.key(key)))
+            if state.readable:
+                states[key] = "ready"  # restored between the GET and now: the next check reads it
+                continue
+            if state.restore == "ongoing":
+                states[key] = "ongoing"  # asked for by an earlier check, or by someone else
+            elif key in policy.seen:
+                raise ExportError(ErrorCode.SOURCE_STORAGE,
+                                  f"source storage: the restore of {key} ({state.storage_class}) expired before "
+                                  f"the export read it; post the export again")
+            else:
+                request_restore(client, bucket=location.bucket, key=location.key(key), state=state,
+                                tier=policy.tier, days=policy.days, fall_back=False)
+                states[key] = "requested"
+        except RestoreRefused as exc:
+            raise ExportError(ErrorCode.SOURCE_STORAGE, f"source storage: {key} cannot be restored: {exc}") from exc
+        except botocore.exceptions.ClientError as exc:
+            if is_not_found(exc):
+                raise ExportError(ErrorCode.NO_SUCH_RECORDING,
+                                  f"not such dir: {key} is not in bucket {location.bucket}") from exc
+            raise storage_error(exc, side="source") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise storage_error(exc, side="source") from exc
+        slowest = max(slowest, typical_restore_seconds(state.storage_class, policy.tier))
+    asked = sum(1 for v in states.values() if v == "requested")
+    logger.info("%d archived objects: %d restores asked for (%s), %d under way, %d ready", len(states), asked,
+                policy.tier, sum(1 for v in states.values() if v == "ongoing"),
+                sum(1 for v in states.values() if v == "ready"))
+    return SourceArchived(f"restoring {len(states)} archived objects of the recording", keys=states,
+                          check_in_seconds=settings.EXPORT_RESTORE_CHECK_SECONDS, ready_in_seconds=slowest)
+
+
+def _not_recorded_yet(*, recording: media.Recording, start_ms: float, end_ms: float,
+                      manifests: dict[str, bytes]) -> RangeNotRecorded:
+    """The wait for the live edge to pass `end_ms` (plus one segment, so that the segment holding
+    the end is complete and uploaded): from the wall-clock origin when the manifest has one, else
+    from the recording time still missing."""
+    edge = recording.duration_ms
+    last = recording.tracks[0].segments[-1] if recording.tracks[0].segments else None
+    segment_ms = (last.end_ms - last.start_ms) if last else 2000.0
+    if recording.origin_ms is not None:
+        end_wall_ms = recording.origin_ms + end_ms
+        ready_in = (end_wall_ms + segment_ms) / 1000.0 - time.time()
+    else:
+        end_wall_ms = None
+        ready_in = (end_ms + segment_ms - edge) / 1000.0
+    ready_in = max(ready_in, segment_ms / 1000.0)  # the edge is behind the clock: at least one segment more
+    digest = hashlib.sha256(b"".join(name.encode() + b"\0" + body for name, body in sorted(manifests.items())))
+    where = "starts" if start_ms >= edge else "ends"
+    return RangeNotRecorded(
+        f"the range {where} after the live edge ({end_ms:.0f} ms requested, {edge:.0f} ms recorded)",
+        edge_ms=edge, end_ms=end_ms, manifest_digest=digest.hexdigest(), end_wall_ms=end_wall_ms,
+        check_in_seconds=min(math.ceil(ready_in), settings.EXPORT_LIVE_CHECK_MAX_SECONDS), ready_in_seconds=ready_in)
 
 
 def selection_in_work_dir(*, live_path: str, clip_start: float, duration_ms: int,
@@ -306,6 +409,8 @@ def frame_thumbnail(*, live_path: str, start_pos: int, start_time_ms: int, locat
                                       concurrency=settings.EXPORT_DOWNLOAD_CONCURRENCY)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise storage_error(exc, side="source") from exc
+        if report.archived:
+            raise ArchivedObjects(report.archived)
         if report.missing:
             raise ExportError(ErrorCode.NO_SUCH_RECORDING,
                               "not such dir: the segment at that position is not in the source storage")

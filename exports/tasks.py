@@ -11,11 +11,12 @@ from celery import shared_task
 from celery.signals import worker_process_init
 
 from exports import services, steps
-from exports.errors import TransientExportError
+from exports.errors import ExportFailed, TransientExportError
 
-# a transient failure (network, 5xx, image bed outage) is retried after 1, 2, 4, 8 s
+# a transient failure (network, 5xx, image bed outage) is retried after 1, 2, 4, 8 s; a failed
+# export ends its task in FAILURE (ExportFailed, an expected outcome: logged without a traceback)
 RETRY = {"autoretry_for": (TransientExportError,), "max_retries": 4, "retry_backoff": 1, "retry_backoff_max": 30,
-         "retry_jitter": False}
+         "retry_jitter": False, "throws": (ExportFailed,)}
 
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,20 @@ def _run(task, task_id: str, generation: int, *, runs: str | None = None) -> Non
 @shared_task(bind=True, name="exports.download", **RETRY)
 def download(self, task_id: str, generation: int = 0) -> None:
     _run(self, task_id, generation)
+
+
+# A waiting export's download, sent again with a countdown: the same work as exports.download,
+# under names that say in Flower why the export is looking again.
+@shared_task(bind=True, name="exports.check_restore", **RETRY)
+def check_restore(self, task_id: str, generation: int = 0) -> None:
+    """archived objects of the range were being restored: read them now, or wait again."""
+    _run(self, task_id, generation, runs=download.name)
+
+
+@shared_task(bind=True, name="exports.check_live_edge", **RETRY)
+def check_live_edge(self, task_id: str, generation: int = 0) -> None:
+    """the range went past the live edge: read the manifest again, export or wait again."""
+    _run(self, task_id, generation, runs=download.name)
 
 
 @shared_task(bind=True, name="exports.process", **RETRY)

@@ -30,6 +30,7 @@ from imgbed.paths import clean_filename, clean_path
 from imgbed.selectors import image_get, image_list
 from imgbed.services import image_delete, image_upload, image_url
 from imgbed.storage import object_stream
+from imgbed.uploads import ImageUploadParser, upload_admit
 from resourced.sessions import authenticate, session_user
 
 # --- fields ----------------------------------------------------------------------------------
@@ -145,7 +146,9 @@ def _image_response(request, image: Image, *, head: bool):
 
 class ImageUploadApi(APIView):
     error_family = IMGBED_UPLOAD_ERRORS
-    parser_classes = [MultiPartParser, FormParser]
+    # Multipart only, read within the upload limits (imgbed/uploads.py). A urlencoded form has no
+    # files to upload: it is refused (415) unread rather than parsed into memory.
+    parser_classes = [ImageUploadParser]
 
     class InputSerializer(serializers.Serializer):
         path = ImagePathField()
@@ -155,6 +158,9 @@ class ImageUploadApi(APIView):
             error_messages={"empty": "no files in the request", "required": "no files in the request"},
         )
 
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        upload_admit(request)  # before request.data: the header's session and the declared size
 
     @extend_schema(
         operation_id="imgbed_upload",
@@ -162,11 +168,14 @@ class ImageUploadApi(APIView):
         description=(
             "Multipart form; every file, in any field name, is stored at `<path>/<its file name>`. "
             "The type is decided by content (JPEG, PNG, GIF, WebP); at most IMGBED_MAX_BYTES per file. "
-            "Refused files are named in FailedFiles (ErrorCode 1); the others are stored."
+            "Refused files are named in FailedFiles (ErrorCode 1); the others are stored. A body over "
+            "IMGBED_MAX_UPLOAD_BYTES is refused with 413 (ErrorCode 2) before it is read; without the "
+            "X-Session-Id header, the SessionId field must come within the first 64 kB (before the files)."
         ),
         request={"multipart/form-data": _UPLOAD_REQUEST},
         parameters=[OpenApiParameter("path", OpenApiTypes.STR, OpenApiParameter.PATH), SESSION_HEADER],
-        responses={200: _UPLOAD_ANSWER, 400: _UPLOAD_ANSWER, 401: _UPLOAD_ANSWER},
+        responses={200: _UPLOAD_ANSWER, 400: _UPLOAD_ANSWER, 401: _UPLOAD_ANSWER, 413: _UPLOAD_ANSWER,
+                   415: _UPLOAD_ANSWER},
         tags=["imgbed"],
     )
     def post(self, request, path: str):

@@ -57,6 +57,13 @@ def schedule_task(entry: str, task: str, *, every_seconds: float) -> None:
     app.conf.beat_schedule = {**(app.conf.beat_schedule or {}), entry: {"task": task, "schedule": every_seconds}}
 
 
+def max_countdown() -> int:
+    """The longest countdown a task may be sent with: past the broker's visibility timeout, Redis
+    would deliver the message twice."""
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout") or 3600
+    return max(1, int(visibility) // 2)
+
+
 def host_bound_queues() -> tuple[str, ...]:
     return tuple(name for name, spec in _queues.items() if spec.host_bound)
 

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status as http
@@ -103,6 +105,14 @@ def _classify(exc) -> tuple[str, int, str, dict]:
         return "invalid", 405, str(exc.detail), {}
     if isinstance(exc, BodyTooLarge):
         return "invalid", 413, str(exc.detail), {}
+    # Django's own bounds on form bodies, met while a parser reads one (SuspiciousOperation, which
+    # would otherwise be a 500 here)
+    if isinstance(exc, RequestDataTooBig):
+        return "invalid", 413, f"body: form fields over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes", {}
+    if isinstance(exc, TooManyFieldsSent):
+        return "invalid", 400, f"body: more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} form fields", {}
+    if isinstance(exc, TooManyFilesSent):
+        return "invalid", 400, f"body: more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files", {}
     if isinstance(exc, drf_exceptions.Throttled):
         wait_ms = int((exc.wait or 1) * 1000)
         return "quota", 429, f"too many requests from this session; try again in {wait_ms} ms", {"TimeWait": wait_ms}

@@ -44,7 +44,7 @@ if _multiprocess_dir():
         _values.ValueClass = _values.get_value_class()
 
 from django.db import DatabaseError  # noqa: E402
-from django.http import HttpResponse  # noqa: E402
+from django.http import HttpResponse, JsonResponse  # noqa: E402
 from django.utils.crypto import constant_time_compare  # noqa: E402
 from django.views.decorators.http import require_GET  # noqa: E402
 from prometheus_client import (  # noqa: E402
@@ -160,11 +160,26 @@ class DatabaseCollector:
 database_collector = DatabaseCollector()
 
 
+class _OwnFamilies:
+    """The service's own families of a collector: any other process that shares the multiprocess
+    folder (Flower and the Celery workers set up Django too, and Flower counts its events with
+    prometheus_client) must not show up in the web's /metrics."""
+
+    def __init__(self, collector):
+        self.collector = collector
+
+    def collect(self):
+        return [family for family in self.collector.collect() if family.name.startswith(OWN_PREFIX)]
+
+
+OWN_PREFIX = "resourced_"
+
+
 def registry() -> CollectorRegistry:
     """What one scrape answers: every process's request metrics, and the database's numbers."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(registry)
+        registry.register(_OwnFamilies(multiprocess.MultiProcessCollector(None)))
     else:
         for metric in (REQUESTS, REQUEST_SECONDS, EXCEPTIONS):
             registry.register(metric)
@@ -173,6 +188,7 @@ def registry() -> CollectorRegistry:
 
 
 def _authorized(request) -> bool:
+    """With METRICS_TOKEN set (production requires it), only its bearer scrapes."""
     token = settings.METRICS_TOKEN
     if not token:
         return True
@@ -183,7 +199,9 @@ def _authorized(request) -> bool:
 @require_GET
 def metrics_view(request):
     if not _authorized(request):
-        response = HttpResponse("metrics: a bearer token is required\n", status=401, content_type="text/plain")
+        # JSON in the generic shape, as every other error of the service
+        message = "metrics: a bearer token is required (Authorization: Bearer <token>)"
+        response = JsonResponse({"code": 401, "message": message}, status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)

@@ -95,6 +95,12 @@ def is_not_found(exc: Exception) -> bool:
     return False
 
 
+def is_archived(exc: BaseException) -> bool:
+    """A GET refused because the object is in an archive storage class and not restored
+    (resourced.archive tells what to do about it)."""
+    return error_code(exc) == "InvalidObjectState"
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether an S3 call that raised `exc` may succeed when tried again."""
     if isinstance(exc, TRANSIENT_EXCEPTIONS):
@@ -128,6 +134,7 @@ class Downloaded:
     missing: list[str]  # names (keys, or part names) not in the bucket
     files: int
     bytes: int
+    archived: tuple[str, ...] = ()  # storage keys a GET could not read: archived, not restored
 
 
 def _item(item) -> tuple[str, str, tuple[int, int] | None]:
@@ -177,6 +184,7 @@ def download_objects(*, location: S3Location, keys: Iterable, path_for: Callable
     done = {"files": 0, "bytes": 0}
     lock = threading.Lock()
     missing: list[str] = []
+    archived: set[str] = set()
 
     def get(item) -> None:
         name, key, byte_range = _item(item)
@@ -211,6 +219,10 @@ def download_objects(*, location: S3Location, keys: Iterable, path_for: Callable
                     with lock:
                         missing.append(name)
                     return
+                if is_archived(exc):
+                    with lock:
+                        archived.add(key)
+                    return
                 raise
             except BaseException:
                 part.unlink(missing_ok=True)
@@ -229,7 +241,7 @@ def download_objects(*, location: S3Location, keys: Iterable, path_for: Callable
         futures = [pool.submit(contextvars.copy_context().run, get, item) for item in keys]
         for future in futures:
             future.result()
-    return Downloaded(missing=missing, files=done["files"], bytes=done["bytes"])
+    return Downloaded(missing=missing, files=done["files"], bytes=done["bytes"], archived=tuple(sorted(archived)))
 
 
 MAX_KEY_LENGTH = 1024

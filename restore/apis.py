@@ -158,8 +158,9 @@ class PutRestoreResultApi(APIView):
         responses={200: OutputSerializer, 401: OutputSerializer},
         parameters=[
             OpenApiParameter(http_callbacks.SIGNATURE_HEADER, str, OpenApiParameter.HEADER, required=True,
-                             description="t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<body>'>"),
-            OpenApiParameter(http_callbacks.DELIVERY_HEADER, str, OpenApiParameter.HEADER, required=True),
+                             description="t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<delivery id>.<body>'>"),
+            OpenApiParameter(http_callbacks.DELIVERY_HEADER, str, OpenApiParameter.HEADER, required=True,
+                             description="the delivery id, the same on every retry; signed with the body"),
         ],
         summary="Reference receiver of the signed restore callback",
     )

@@ -3,7 +3,9 @@
 No ORM here: ``restore.services`` records attempts and decides retries. This module knows HTTP.
 
 Signature (docs/api.md §3): ``X-Resourced-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
-"<t>.<body>">`` with the callback secret; ``X-Resourced-Delivery`` carries the delivery id.
+"<t>.<delivery id>.<body>">`` with the callback secret, where ``X-Resourced-Delivery`` carries the
+delivery id. The id is signed so that a captured delivery cannot be replayed under a fresh id past
+a receiver's duplicate check.
 
 SSRF guard: the callback host is resolved here, every address is checked, and the connection is
 made to an address that was checked (so a DNS answer that changes between the check and the
@@ -46,14 +48,17 @@ class SignatureError(Exception):
     """The signature header is missing, malformed, stale, or does not match the body."""
 
 
-def signature(body: bytes, *, secret: str, timestamp: int) -> str:
-    """The value of X-Resourced-Signature for `body` signed at `timestamp`."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+def signature(body: bytes, *, delivery_id: str, secret: str, timestamp: int) -> str:
+    """The value of X-Resourced-Signature for `body`, delivered as `delivery_id`, signed at `timestamp`."""
+    signed = f"{timestamp}.{delivery_id}.".encode() + body
+    mac = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
 
 
-def verify_signature(body: bytes, header: str | None, *, secret: str, tolerance: int, now: float | None = None) -> int:
-    """Check `header` against `body`; the signing time, or SignatureError saying what is wrong.
+def verify_signature(body: bytes, header: str | None, *, delivery_id: str, secret: str, tolerance: int,
+                     now: float | None = None) -> int:
+    """Check `header` against `body` and `delivery_id` (the X-Resourced-Delivery header); the
+    signing time, or SignatureError saying what is wrong.
 
     Several ``v1=`` values are allowed (a sender rotating its secret); one must match.
     """
@@ -75,9 +80,10 @@ def verify_signature(body: bytes, header: str | None, *, secret: str, tolerance:
     now = time.time() if now is None else now
     if abs(now - timestamp) > tolerance:
         raise SignatureError(f"{SIGNATURE_HEADER}: signed {int(now - timestamp)} s ago, outside the {tolerance} s window")
-    expected = signature(body, secret=secret, timestamp=timestamp).split("v1=", 1)[1]
+    signed = signature(body, delivery_id=delivery_id, secret=secret, timestamp=timestamp)
+    expected = signed.partition("v1=")[2]
     if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
-        raise SignatureError(f"{SIGNATURE_HEADER}: does not match the body")
+        raise SignatureError(f"{SIGNATURE_HEADER}: does not match the body and the delivery id")
     return timestamp
 
 
@@ -209,7 +215,7 @@ def post_signed(
         "User-Agent": USER_AGENT,
         DELIVERY_HEADER: delivery_id,
         ATTEMPT_HEADER: str(attempt),
-        SIGNATURE_HEADER: signature(body, secret=secret, timestamp=timestamp),
+        SIGNATURE_HEADER: signature(body, delivery_id=delivery_id, secret=secret, timestamp=timestamp),
     }
     if parts.username:
         userinfo = urllib.parse.unquote(parts.username) + ":" + urllib.parse.unquote(parts.password or "")

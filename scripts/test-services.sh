@@ -14,6 +14,8 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
   && gst-inspect-1.0 h264parse >/dev/null 2>&1 && gst-inspect-1.0 matroskademux >/dev/null 2>&1; } \
   || need+=(gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
             gstreamer1.0-libav)
+# promtool checks and unit-tests the alert rules under deploy/monitoring (tests/deploy/test_monitoring.py)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -315,6 +315,7 @@ def production_env(base: Path, *, database_url: str, broker_url: str, s3_url: st
         EXPORT_CREDENTIALS_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),
         CALLBACK_SECRET="throwaway-callback-secret",
         FLOWER_BASIC_AUTH="ops:ops",
+        METRICS_TOKEN="throwaway-metrics-" + uuid.uuid4().hex,
         RESOURCED_VAR_DIR=str(base / "var"),
         EXPORT_WORK_DIR=str(base / "work"),
         PYTHONUNBUFFERED="1",

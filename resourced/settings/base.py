@@ -102,7 +102,12 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Django's own bounds on form bodies: the non-file fields of a form (and a urlencoded body) are
+# held in memory up to DATA_UPLOAD_MAX_MEMORY_SIZE (over it: 413); an upload whose whole body is at
+# most FILE_UPLOAD_MAX_MEMORY_SIZE keeps its files in memory, a larger one spools them to temporary
+# files. Neither bounds the files: the image bed does (IMGBED_MAX_UPLOAD_BYTES, IMGBED_MAX_BYTES).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2621440  # Django's default, 2.5 MiB, stated here beside the others
 # JSON request bodies: refused with 413 above this size (never read further), 400 when nested deeper
 API_MAX_JSON_BYTES = env.int("API_MAX_JSON_BYTES", default=1024 * 1024)
 API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
@@ -177,6 +182,18 @@ EXPORT_WORK_DIR = Path(env.str("EXPORT_WORK_DIR", default=str(VAR_DIR / "work"))
 EXPORT_DOWNLOAD_CONCURRENCY = env.int("EXPORT_DOWNLOAD_CONCURRENCY", default=8)
 EXPORT_POLL_MS = env.int("EXPORT_POLL_MS", default=2000)
 EXPORT_SATURATION_LIMIT = env.int("EXPORT_SATURATION_LIMIT", default=200)  # active exports, all users
+# Archived recordings (docs/api.md "Archived recordings"): the restore tier when the request names
+# none, how long S3 keeps the restored copy, how often the export looks again, and when it gives up.
+EXPORT_RESTORE_TIER = env.str("EXPORT_RESTORE_TIER", default="Standard")
+EXPORT_RESTORE_DAYS = env.int("EXPORT_RESTORE_DAYS", default=1)
+EXPORT_RESTORE_CHECK_SECONDS = env.float("EXPORT_RESTORE_CHECK_SECONDS", default=300.0)
+EXPORT_RESTORE_MAX_HOURS = env.float("EXPORT_RESTORE_MAX_HOURS", default=60.0)
+# Live recordings ("Live recordings"): how long after the requested end (wall clock) an export
+# waits for the live edge, how long an unchanged manifest means the recording stopped, and the
+# longest pause between two looks at the manifest.
+EXPORT_LIVE_WAIT_SECONDS = env.float("EXPORT_LIVE_WAIT_SECONDS", default=120.0)
+EXPORT_LIVE_STALL_SECONDS = env.float("EXPORT_LIVE_STALL_SECONDS", default=60.0)
+EXPORT_LIVE_CHECK_MAX_SECONDS = env.float("EXPORT_LIVE_CHECK_MAX_SECONDS", default=30.0)
 # Fernet key(s) for ExportS3Key at rest, comma separated, newest first (MultiFernet rotation).
 # Derived from SECRET_KEY when unset (embedded only; production.py requires it).
 EXPORT_CREDENTIALS_KEYS = env.list("EXPORT_CREDENTIALS_KEYS", default=[])
@@ -198,6 +215,9 @@ THUMBNAIL_QUALITY = env.int("THUMBNAIL_QUALITY", default=85)
 IMGBED_BUCKET = env.str("IMGBED_BUCKET", default="imgbed")
 IMGBED_URL_PREFIX = env.str("IMGBED_URL_PREFIX", default="/")
 IMGBED_MAX_BYTES = env.int("IMGBED_MAX_BYTES", default=10 * 1024 * 1024)
+# One upload request in all (every file and field): over this, 413 on its Content-Length before it
+# is read, or one byte past it when chunked (imgbed/uploads.py). At least IMGBED_MAX_BYTES.
+IMGBED_MAX_UPLOAD_BYTES = env.int("IMGBED_MAX_UPLOAD_BYTES", default=64 * 1024 * 1024)
 IMGBED_PUBLIC_READ = env.bool("IMGBED_PUBLIC_READ", default=True)
 IMGBED_CACHE_SECONDS = env.int("IMGBED_CACHE_SECONDS", default=3600)
 
@@ -226,7 +246,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=2 * 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=CELERY_TASK_TIME_LIMIT - 300)
 CELERY_RESULT_BACKEND = "django-db"
-CELERY_RESULT_EXTENDED = False
+# results name their task, worker and arguments (ids and generations, never secrets) in the admin
+CELERY_RESULT_EXTENDED = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)

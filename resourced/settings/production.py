@@ -1,5 +1,7 @@
 """Production: PostgreSQL, Redis or RabbitMQ, S3. Only overrides; secrets have no defaults."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F401,F403
 from .base import env
 
@@ -20,6 +22,11 @@ CALLBACK_SECRET = env.str("CALLBACK_SECRET")
 CALLBACK_ALLOW_PRIVATE = False
 FAULT_INJECTION: dict = {}
 FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH")
+# /metrics shows every export's numbers and the request rates: production never serves it open, so
+# a process without a token refuses to start (as deploy/start/flower does without its auth).
+METRICS_TOKEN = env.str("METRICS_TOKEN")
+if not METRICS_TOKEN.strip():
+    raise ImproperlyConfigured("METRICS_TOKEN is empty: /metrics needs a bearer token in production; refusing to start")
 LOG_JSON = env.bool("LOG_JSON", default=True)
 LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_JSON else "plain"  # noqa: F405
 

@@ -23,6 +23,12 @@ EXPORT_HEARTBEAT_SECONDS = 1
 # the suite posts many requests with one session; tests/test_request_limits.py turns the limit on
 API_SUBMIT_RATE = env.str("API_SUBMIT_RATE", default="")
 RESTORE_POLL_SECONDS = env.int("RESTORE_POLL_SECONDS", default=1)
+# waiting exports (archive restores, the live edge) look again every second and give up in seconds
+EXPORT_RESTORE_CHECK_SECONDS = env.float("EXPORT_RESTORE_CHECK_SECONDS", default=1.0)
+EXPORT_RESTORE_MAX_HOURS = env.float("EXPORT_RESTORE_MAX_HOURS", default=15 / 3600)
+EXPORT_LIVE_CHECK_MAX_SECONDS = env.float("EXPORT_LIVE_CHECK_MAX_SECONDS", default=1.0)
+EXPORT_LIVE_STALL_SECONDS = env.float("EXPORT_LIVE_STALL_SECONDS", default=5.0)
+EXPORT_LIVE_WAIT_SECONDS = env.float("EXPORT_LIVE_WAIT_SECONDS", default=8.0)
 
 # A file, not memory: the Celery worker processes that the tests start open the same database.
 DATABASES["default"]["TEST"] = {"NAME": os.environ["RESOURCED_TEST_DB"]}

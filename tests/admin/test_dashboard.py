@@ -30,6 +30,9 @@ def test_dashboard_counts_the_pipeline_failures_minutes_and_restores(staff_clien
     make_export(status="running", stage="encode", host="hostA")
     make_export(status="running", stage="encode", host="hostB")
     make_export(status="running", stage="upload", host="hostA")
+    make_export(status="waiting", stage="restoring")
+    make_export(status="waiting", stage="waiting")
+    make_export(status="waiting", stage="waiting")
     make_failed(code=-6)
     make_failed(code=-6)
     make_failed(code=-7, message="media: invalid data found when processing input")
@@ -46,15 +49,19 @@ def test_dashboard_counts_the_pipeline_failures_minutes_and_restores(staff_clien
     response = staff_client.get("/admin/")
     assert response.status_code == 200
     dash = response.context["resourced_dashboard"]
-    pipeline = {(row["queue"], row["stage"]): (row["queued"], row["running"]) for row in dash["pipeline"]}
+    pipeline = {(row["queue"], row["stage"]): (row["queued"], row["running"], row["waiting"])
+                for row in dash["pipeline"]}
     assert pipeline == {
-        ("media.io", "queued"): (2, 0),
-        ("media.io", "download"): (0, 1),
-        ("media.cpu@hostA", "encode"): (0, 1),
-        ("media.cpu@hostB", "encode"): (0, 1),
-        ("media.io@hostA", "upload"): (0, 1),
+        ("(scheduled check)", "restoring"): (0, 0, 1),
+        ("(scheduled check)", "waiting"): (0, 0, 2),
+        ("media.io", "queued"): (2, 0, 0),
+        ("media.io", "download"): (0, 1, 0),
+        ("media.cpu@hostA", "encode"): (0, 1, 0),
+        ("media.cpu@hostB", "encode"): (0, 1, 0),
+        ("media.io@hostA", "upload"): (0, 1, 0),
     }
-    assert (dash["queued_total"], dash["running_total"]) == (2, 4)
+    assert [row["stage"] for row in dash["pipeline"]][:2] == ["restoring", "waiting"]
+    assert (dash["queued_total"], dash["running_total"], dash["waiting_total"]) == (2, 4, 3)
     failures = dash["failures"]
     assert failures["total"] == 3 and failures["cancelled"] == 1
     assert [(r["code"], r["n"]) for r in failures["by_code"]] == [(-6, 2), (-7, 1)]
@@ -72,6 +79,7 @@ def test_dashboard_counts_the_pipeline_failures_minutes_and_restores(staff_clien
     assert "media.cpu@hostA" in html and "destination upload failed" in html
     assert "Minutes exported today" in html and ">2.0<" in html
     assert "Restores waiting" in html
+    assert "Exports waiting (restores, live edge)" in html and "status__exact=waiting" in html
     assert "Site administration" in html and "/admin/exports/export/" in html  # the usual index follows
 
 
@@ -89,7 +97,7 @@ def test_dashboard_links_open_the_filtered_history(staff_client):
 
 def test_dashboard_when_nothing_happened(staff_client):
     html = staff_client.get("/admin/").content.decode()
-    assert "Nothing queued or running." in html and "No failure." in html
+    assert "Nothing queued, running or waiting." in html and "No failure." in html
 
 
 def test_dashboard_is_only_for_staff_who_may_see_exports(client, django_user_model):

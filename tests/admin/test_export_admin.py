@@ -209,10 +209,11 @@ def test_quota_admin_edits_quotas(staff_client):
     from exports.models import Quota
 
     response = staff_client.post("/admin/exports/quota/add/", {
-        "scope": "user", "subject": "heavy@example.com", "max_active_exports": 9, "max_clip_ms": 60_000,
-        "max_minutes_per_day": 30, "note": "from the admin"})
+        "scope": "user", "subject": "heavy@example.com", "max_active_exports": 9, "max_waiting": 3,
+        "max_clip_ms": 60_000, "max_minutes_per_day": 30, "note": "from the admin"})
     assert response.status_code == 302
-    assert Quota.objects.get(subject="heavy@example.com").max_active_exports == 9
+    quota = Quota.objects.get(subject="heavy@example.com")
+    assert (quota.max_active_exports, quota.max_waiting) == (9, 3)
     assert "heavy@example.com" in staff_client.get("/admin/exports/quota/").content.decode()
 
 

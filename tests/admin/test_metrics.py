@@ -117,9 +117,33 @@ def test_the_database_is_read_at_most_once_per_cache_period(client, django_asser
 
 @override_settings(METRICS_TOKEN="scrape-token-1")
 def test_a_token_protects_metrics_when_set(client):
-    assert client.get("/metrics").status_code == 401
-    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer wrong"}, {"HTTP_AUTHORIZATION": "scrape-token-1"}):
+        refused = client.get("/metrics", **headers)
+        assert refused.status_code == 401 and refused["WWW-Authenticate"] == 'Bearer realm="metrics"'
+        assert refused.json() == {"code": 401,
+                                  "message": "metrics: a bearer token is required (Authorization: Bearer <token>)"}
+        assert b"resourced_" not in refused.content
     assert scrape(client, HTTP_AUTHORIZATION="Bearer scrape-token-1")
+
+
+@pytest.mark.parametrize("token", [None, "", "  "], ids=["unset", "empty", "blank"])
+def test_production_settings_refuse_to_load_without_a_metrics_token(tmp_path, token):
+    """As Flower without its auth: no production process starts with /metrics open."""
+    from tests.servers import production_env
+
+    env = production_env(tmp_path, database_url="postgres://x@127.0.0.1:1/x", broker_url="redis://127.0.0.1:1/0",
+                         s3_url="http://127.0.0.1:1")
+    env.pop("METRICS_TOKEN")
+    if token is not None:
+        env["METRICS_TOKEN"] = token
+    script = "import django; django.setup(); from django.conf import settings; print(repr(settings.METRICS_TOKEN))"
+    refused = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert refused.returncode != 0
+    assert "ImproperlyConfigured" in refused.stderr and "METRICS_TOKEN" in refused.stderr
+    started = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=dict(env, METRICS_TOKEN="t0ken"),
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert started.returncode == 0 and started.stdout.strip() == "'t0ken'", started.stderr[-2000:]
 
 
 def test_request_metrics_add_up_across_processes(tmp_path):
@@ -147,3 +171,26 @@ def test_request_metrics_add_up_across_processes(tmp_path):
     }
     assert totals[(("method", "GET"), ("status", "404"), ("view", "<unresolved>"))] == 5
     assert len(list(tmp_path.glob("*.db"))) >= 2
+
+
+def test_other_processes_metrics_in_the_folder_stay_out(tmp_path):
+    """Flower (and the workers) set up Django too, so they share the multiprocess folder; Flower's
+    own counters written there must not leak into the web's /metrics."""
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="resourced.settings.test")
+    as_flower = ("from prometheus_client import Counter, Gauge;"
+                 "Counter('flower_events', 'events', ['task']).labels('exports.download').inc();"
+                 "Gauge('flower_worker_online', 'online', ['worker'], multiprocess_mode='all').labels('w').set(1)")
+    subprocess.run([sys.executable, "-c", as_flower], cwd=ROOT, env=env, check=True, timeout=60)
+    count = "import django; django.setup(); from django.test import Client; Client().get('/no/such/page')"
+    subprocess.run([sys.executable, "-c", count], cwd=ROOT, env=env, check=True, timeout=60)
+    scrape_code = (
+        "import django; django.setup();"
+        "from prometheus_client import generate_latest; from resourced import metrics;"
+        "metrics.database_collector.collect = lambda: iter(());"
+        "print(generate_latest(metrics.registry()).decode())"
+    )
+    out = subprocess.run([sys.executable, "-c", scrape_code], cwd=ROOT, env=env, check=True, timeout=60,
+                         capture_output=True, text=True).stdout
+    names = {family.name for family in text_string_to_metric_families(out)}
+    assert "resourced_http_requests" in names
+    assert not [name for name in names if name.startswith("flower")], names

@@ -417,7 +417,8 @@ def test_systemd_analyze_verify_finds_nothing(tmp_path):
 def test_env_example_has_every_variable_production_requires():
     required = variables_required_in_production()
     assert required >= {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "AWS_ACCESS_KEY_ID",
-                        "AWS_SECRET_ACCESS_KEY", "EXPORT_CREDENTIALS_KEYS", "CALLBACK_SECRET", "FLOWER_BASIC_AUTH"}
+                        "AWS_SECRET_ACCESS_KEY", "EXPORT_CREDENTIALS_KEYS", "CALLBACK_SECRET", "FLOWER_BASIC_AUTH",
+                        "METRICS_TOKEN"}
     missing = required - set(env_example_set())
     assert not missing, f"env.example does not set {sorted(missing)}"
 
@@ -440,7 +441,7 @@ def test_env_example_holds_no_real_secret():
     import base64
 
     for name in ("DJANGO_SECRET_KEY", "DATABASE_URL", "AWS_SECRET_ACCESS_KEY", "CALLBACK_SECRET", "FLOWER_BASIC_AUTH",
-                 "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"):
+                 "METRICS_TOKEN", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"):
         assert "example" in values[name] and "CHANGE" in values[name], name
     assert base64.urlsafe_b64decode(values["EXPORT_CREDENTIALS_KEYS"]) == b"example-key-not-for-production!!"
     assert values["POSTGRES_PASSWORD"] in values["DATABASE_URL"], "the database container and the URL agree"

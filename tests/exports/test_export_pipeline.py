@@ -1,6 +1,7 @@
 """export-to-s3dir end to end: the real API, a real Celery worker, the real S3 endpoint, real media."""
 
 import os
+import time
 from pathlib import Path
 
 import av
@@ -121,6 +122,18 @@ def test_missing_recording_fails_with_minus_1(api, session_id, celery_worker):
     answer = poll(api, submit(api, body)["TaskId"], session_id)
     assert answer["ErrorCode"] == -1 and "not such dir" in answer["ErrorMessage"]
     assert answer["TimeWait"] == 0 and answer["VideoPath"] == ""
+
+    # the task itself ends in FAILURE (what Flower and the Task results page show), stored with
+    # its name and worker, once: no retry, no redelivery
+    from django_celery_results.models import TaskResult
+
+    deadline = time.monotonic() + 10
+    while not (results := list(TaskResult.objects.filter(task_name="exports.download",
+                                                         task_args__contains=answer["TaskId"]))):
+        assert time.monotonic() < deadline, "no task result stored"
+        time.sleep(0.2)
+    assert [(r.status, r.worker.split("@")[-1] if r.worker else "") for r in results] == [("FAILURE", "testhost")]
+    assert "failed with -1" in results[0].result
 
 
 def test_storage_info_selects_the_source_bucket_and_prefix(api, s3, session_id, celery_worker, recordings_dir,

@@ -1,16 +1,6 @@
-"""Fixtures of the restore tests: a restore worker with short timings, scripted callback
-receivers on loopback, and control over how long the S3 endpoint keeps a restore in progress.
-
-**In-progress restores.** moto's server models a restore as a per-object state machine
-(``s3::keyrestore``: not started → IN_PROGRESS → RESTORED) whose pace is set through its own
-state-manager API (``POST /moto-api/state-manager/set-transition``). By default it is
-"immediate": ``ongoing-request="false"`` at the first HEAD. With ``{"progression": "time",
-"seconds": S}`` an object moves one state per S seconds, counted from its creation; one quirk: an
-object whose restore was asked for while it is still in the first state reads as
-``ongoing-request="false"``. ``archived_objects`` therefore waits S seconds after putting the
-objects, so that the restore the service asks for reads ``ongoing-request="true"`` for at least
-another S seconds before it completes. ``hold_restores_forever`` switches to a manual progression
-that never advances, for restores that never finish (the timeout).
+"""Fixtures of the restore tests: a restore worker with short timings and scripted callback
+receivers on loopback. How long the S3 endpoint keeps a restore in progress is set with the
+fixtures of tests/conftest.py (restore_pace, archived_objects, hold_restores_forever).
 """
 
 import http.server
@@ -24,7 +14,6 @@ import time
 import uuid
 
 import pytest
-import requests
 
 from tests.conftest import worker_env
 from tests.servers import Worker
@@ -94,53 +83,6 @@ def _pause_restore_consumers(app) -> list[tuple[str, str]]:
     for node, queue in paused:
         app.control.cancel_consumer(queue, destination=[node], reply=True, timeout=5)
     return paused
-
-
-# --- moto's restore state machine -------------------------------------------------------------
-
-
-class RestorePace:
-    def __init__(self, url: str):
-        self.url = url
-
-    def set(self, transition: dict) -> None:
-        response = requests.post(f"{self.url}/moto-api/state-manager/set-transition",
-                                 data=json.dumps({"model_name": "s3::keyrestore", "transition": transition}), timeout=5)
-        assert response.status_code == 201, response.text
-
-    def reset(self) -> None:
-        requests.post(f"{self.url}/moto-api/state-manager/unset-transition",
-                      data=json.dumps({"model_name": "s3::keyrestore"}), timeout=5)
-
-
-@pytest.fixture
-def restore_pace(s3_server):
-    pace = RestorePace(s3_server.url)
-    yield pace
-    pace.reset()
-
-
-@pytest.fixture
-def archived_objects(s3, restore_pace):
-    """put(bucket, {key: (body, storage_class)}, in_progress_seconds=S): objects whose restores
-    stay in progress for at least S seconds (0: moto's default, restored at once)."""
-
-    def put(bucket: str, objects: dict, in_progress_seconds: float = 0) -> None:
-        if in_progress_seconds:
-            restore_pace.set({"progression": "time", "seconds": in_progress_seconds})
-        for key, (body, storage_class) in objects.items():
-            s3.put_object(Bucket=bucket, Key=key, Body=body, StorageClass=storage_class)
-        if in_progress_seconds:
-            time.sleep(in_progress_seconds + 0.2)  # past moto's first state: see the module doc
-
-    return put
-
-
-def hold_restores_forever(pace: RestorePace, s3, bucket: str, key: str) -> None:
-    """Make the restore of `key` (asked for already) stay in progress until the test ends."""
-    head = s3.head_object(Bucket=bucket, Key=key)  # moves it into IN_PROGRESS
-    assert head.get("Restore") == 'ongoing-request="true"', head.get("Restore")
-    pace.set({"progression": "manual", "times": 10**9})
 
 
 # --- Callback receivers -----------------------------------------------------------------------

@@ -191,7 +191,9 @@ def test_a_receiver_that_fails_a_few_times_gets_the_same_signed_delivery_until_i
     assert {r["headers"]["X-Resourced-Delivery"] for r in first_four} == {str(test_callback.delivery_id)}
     assert [r["headers"]["X-Resourced-Attempt"] for r in first_four] == ["1", "2", "3", "4"]
     for r in requests:
-        verify_signature(r["body"], r["headers"]["X-Resourced-Signature"], secret="embedded-callback-secret", tolerance=300)
+        verify_signature(r["body"], r["headers"]["X-Resourced-Signature"],
+                         delivery_id=r["headers"]["X-Resourced-Delivery"], secret="embedded-callback-secret",
+                         tolerance=300)
     assert len({r["body"] for r in first_four}) == 1  # the same body on every retry
     gaps = [b["time"] - a["time"] for a, b in zip(first_four, first_four[1:])]
     assert gaps[0] >= 0.45 and gaps[1] >= 0.95 and gaps[2] >= 1.9  # 0.5 s, 1 s, 2 s backoff

@@ -5,8 +5,15 @@ import hashlib
 import pytest
 
 from resourced.storage_info import encode_storage_info
-from restore.models import Callback, CallbackDelivery, ReceivedCallback, RestoreFile, RestoreJob
-from tests.restore.conftest import RESTORE_TIMEOUT_SECONDS, hold_restores_forever
+from restore.models import (
+    Callback,
+    CallbackDelivery,
+    ReceivedCallback,
+    RestoreFile,
+    RestoreJob,
+)
+from tests.conftest import hold_restores_forever
+from tests.restore.conftest import RESTORE_TIMEOUT_SECONDS
 from tests.servers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,7 +5,7 @@ import pytest
 
 from restore import services
 from restore.models import Callback, RestoreFile, RestoreJob
-from tests.restore.conftest import hold_restores_forever
+from tests.conftest import hold_restores_forever
 
 pytestmark = pytest.mark.django_db
 
