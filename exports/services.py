@@ -608,6 +608,7 @@ def _wait(export: Export, exc: SourceNotReady, *, generation: int) -> None:
     now = timezone.now()
     info = dict(export.waiting_on or {})
     same_wait = info.get("kind") == exc.stage and export.wait_deadline is not None
+    check_in = exc.check_in_seconds
     if isinstance(exc, SourceArchived):
         restoring = dict(info.get("restoring") or {}, **exc.keys)
         deadline = export.wait_deadline if same_wait else now + timedelta(hours=settings.EXPORT_RESTORE_MAX_HOURS)
@@ -620,8 +621,7 @@ def _wait(export: Export, exc: SourceNotReady, *, generation: int) -> None:
         if expected is None or expected <= now:
             expected = now + timedelta(seconds=exc.ready_in_seconds if expected is None else exc.check_in_seconds)
         info.update(kind=exc.stage, restoring=restoring, expected_at=expected.isoformat())
-    else:
-        assert isinstance(exc, RangeNotRecorded)
+    else:  # RangeNotRecorded
         deadline = _live_deadline(stored=export.wait_deadline if same_wait else None, exc=exc)
         live = info.get("live") or {}
         changed = live.get("digest") != exc.manifest_digest or live.get("edge_ms") != exc.edge_ms
@@ -629,8 +629,8 @@ def _wait(export: Export, exc: SourceNotReady, *, generation: int) -> None:
             "digest": exc.manifest_digest, "edge_ms": exc.edge_ms, "end_ms": exc.end_ms,
             "changed_at": now.isoformat() if changed or not live.get("changed_at") else live["changed_at"]})
         # never look later than the deadline: the export then goes on with what is recorded
-        exc.check_in_seconds = min(exc.check_in_seconds, max(1.0, (deadline - now).total_seconds()))
-    countdown = max(1.0, min(exc.check_in_seconds, max_countdown()))
+        check_in = min(check_in, max(1.0, (deadline - now).total_seconds()))
+    countdown = max(1.0, min(check_in, max_countdown()))
     waiting = Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).update(
         status=Export.Status.WAITING, stage=exc.stage, progress=0, error_code=ErrorCode.PROCESSING,
         error_message=exc.message[:1024], attempts={}, heartbeat_at=None, next_check_at=now + timedelta(seconds=countdown),

@@ -223,8 +223,10 @@ def restore_archived(*, location: S3Location, keys, policy: RestorePolicy) -> So
     logger.info("%d archived objects: %d restores asked for (%s), %d under way, %d ready", len(states), asked,
                 policy.tier, sum(1 for v in states.values() if v == "ongoing"),
                 sum(1 for v in states.values() if v == "ready"))
+    # all restored between the GETs and the HEADs: read them at once rather than at the next check
+    check_in = 1.0 if all(v == "ready" for v in states.values()) else settings.EXPORT_RESTORE_CHECK_SECONDS
     return SourceArchived(f"restoring {len(states)} archived objects of the recording", keys=states,
-                          check_in_seconds=settings.EXPORT_RESTORE_CHECK_SECONDS, ready_in_seconds=slowest)
+                          check_in_seconds=check_in, ready_in_seconds=slowest)
 
 
 def _not_recorded_yet(*, recording: media.Recording, start_ms: float, end_ms: float,
