@@ -3,6 +3,7 @@
 the same gunicorn, middleware and load."""
 
 from django.urls import path
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -15,6 +16,9 @@ CONSTANT_BODY = {"ErrorCode": 5, "ErrorMessage": "ready to download", "TimeWait"
 
 class ConstantApi(APIView):
     """The same shape as an export answer, without any work behind it."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
 
     def get(self, request, *args, **kwargs):
         return Response(CONSTANT_BODY)

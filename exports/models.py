@@ -3,6 +3,8 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from resourced.models import CallbackBase, CallbackDeliveryBase
+
 
 def new_task_id() -> str:
     return uuid.uuid4().hex
@@ -60,6 +62,8 @@ class Export(models.Model):
     export_type = models.PositiveSmallIntegerField(choices=ExportType.choices, default=ExportType.COPY)
     export_format = models.CharField(max_length=4, default="ts")
     cut_mode = models.CharField(max_length=8, choices=CutMode.choices, default=CutMode.ACCURATE)
+    callback_url = models.CharField(max_length=2048, blank=True,
+                                    help_text="CallbackUrl: receives the poll body when the export ends")
     restore_tier = models.CharField(max_length=10, blank=True,
                                     help_text="RestoreTier for archived segments; empty: EXPORT_RESTORE_TIER")
     start_pos = models.BigIntegerField(help_text="epoch ms")
@@ -77,6 +81,8 @@ class Export(models.Model):
     # state
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.QUEUED)
+    ended_in_stage = models.CharField(max_length=16, blank=True,
+                                      help_text="the stage a failed or cancelled export was in when it ended")
     progress = models.PositiveSmallIntegerField(default=0)
     error_code = models.SmallIntegerField(default=1)
     error_message = models.CharField(max_length=1024, blank=True)
@@ -105,6 +111,8 @@ class Export(models.Model):
     bytes_needed = models.BigIntegerField(default=0, help_text="bytes of the segments that overlap the clip")
     bytes_downloaded = models.BigIntegerField(default=0)
     segments_missing = models.PositiveIntegerField(default=0)
+    skipped_segments = models.JSONField(default=list, blank=True,
+                                        help_text="damaged segments left out of the clip (their time is in lack_ms)")
     timings = models.JSONField(default=dict, blank=True, help_text="seconds per stage")
     step_hosts = models.JSONField(default=dict, blank=True, help_text="worker host that ran each stage")
 
@@ -136,6 +144,37 @@ class Export(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class ExportCallback(CallbackBase):
+    """The poll body of a finished (ready, failed, cancelled) export, sent to its CallbackUrl,
+    signed and retried like the restore callbacks (resourced.callbacks.delivery)."""
+
+    export = models.ForeignKey(Export, on_delete=models.CASCADE, related_name="callbacks")
+    generation = models.PositiveSmallIntegerField(default=0, help_text="Export.restarts when it ended: a retried "
+                                                                        "export calls back again when it ends again")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["export", "generation"], name="export_callback_one_per_end")]
+
+    def __str__(self) -> str:
+        return f"callback of {self.export.task_id} ({self.state})"
+
+    @property
+    def subject(self) -> str:
+        return f"export {self.export.task_id}"
+
+
+class ExportCallbackDelivery(CallbackDeliveryBase):
+    """One attempt to deliver an ExportCallback."""
+
+    callback = models.ForeignKey(ExportCallback, on_delete=models.CASCADE, related_name="deliveries")
+
+    class Meta:
+        ordering = ["callback", "attempt"]
+        verbose_name_plural = "export callback deliveries"
+        constraints = [models.UniqueConstraint(fields=["callback", "attempt"], name="export_delivery_unique_attempt")]
 
 
 class Quota(models.Model):

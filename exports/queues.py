@@ -6,12 +6,13 @@ host-bound: after download, an export's steps go to the queues of the host holdi
 
 from django.conf import settings
 
-from resourced.celery import declare_queue, route_tasks, schedule_task
+from resourced.celery import QUEUE_CALLBACKS, declare_queue, route_tasks, schedule_task
 
 QUEUE_MEDIA_IO = declare_queue("media.io", host_bound=True, purpose="download, upload")
 QUEUE_MEDIA_CPU = declare_queue("media.cpu", host_bound=True, purpose="cut, encode, thumbnail, getthumbnail")
 
 # the pipeline's steps: exports.stages says which queue each stage runs on
+route_tasks("exports.callbacks.*", QUEUE_CALLBACKS)
 route_tasks("exports.download", QUEUE_MEDIA_IO)
 route_tasks("exports.check_*", QUEUE_MEDIA_IO)  # a waiting export's download, sent again later
 route_tasks("exports.process", QUEUE_MEDIA_CPU)

@@ -5,15 +5,34 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from exports.models import Export
+from exports.models import Export, Quota
 
 VERSION = "v1"
+READY = "ready to download"
 
 
 # what export_response reads: a poll loads these columns only
 RESPONSE_FIELDS = ("task_id", "status", "stage", "progress", "error_code", "error_message", "image_path",
                    "video_path", "lack_ms", "output_start_ms", "output_duration_ms", "created_at",
                    "started_at", "waiting_on", "next_check_at")
+
+
+def quota_for(*, userid: str, service_caller: str) -> Quota:
+    """The quota that applies: the userid's, else the ServiceCaller's, else the default row, else
+    the built-in default."""
+    rows = {
+        (q.scope, q.subject): q
+        for q in Quota.objects.filter(
+            scope__in=[Quota.Scope.USER, Quota.Scope.CALLER, Quota.Scope.DEFAULT],
+            subject__in=[userid, service_caller, ""],
+        )
+    }
+    candidates = [(Quota.Scope.USER, userid)] if userid else []
+    candidates += [(Quota.Scope.CALLER, service_caller), (Quota.Scope.DEFAULT, "")]
+    for candidate in candidates:
+        if candidate in rows:
+            return rows[candidate]
+    return Quota(scope=Quota.Scope.DEFAULT, max_clip_ms=settings.EXPORT_MAX_DURATION_MS)
 
 
 def export_get(*, task_id: str, owner: str, for_response: bool = False) -> Export | None:
@@ -74,7 +93,8 @@ def export_response(export: Export) -> dict:
     message = {
         Export.Status.QUEUED: "queued",
         Export.Status.RUNNING: f"processing: {export.stage}",
-        Export.Status.READY: "ready to download",
+        # ready: what services.ready_message stored (it names skipped damaged segments)
+        Export.Status.READY: export.error_message if export.error_message.startswith(READY) else READY,
     }.get(status, export.error_message)
     body.update(
         ErrorCode={Export.Status.QUEUED: 1, Export.Status.RUNNING: 1, Export.Status.WAITING: 1,
@@ -85,7 +105,8 @@ def export_response(export: Export) -> dict:
         VideoPath=export.video_path if status == Export.Status.READY else "",
         LackLength=int(export.lack_ms),
         TaskId=export.task_id,
-        Progress=int(export.progress),
+        # 100 means ready: an export that ended otherwise after its last stage never says 100
+        Progress=int(export.progress) if status == Export.Status.READY else min(int(export.progress), 99),
         Stage=export.stage,
         ClipStart=max(0, round(export.output_start_ms)) if export.output_start_ms is not None else 0,
         ClipDuration=round(export.output_duration_ms) if export.output_duration_ms is not None else 0,
@@ -112,6 +133,8 @@ def export_failed_stage(export: Export) -> str:
     when it never started."""
     from exports.stages import STAGE_NAMES
 
+    if export.ended_in_stage:  # recorded when it ended (exports/services.py); rows from before: inferred
+        return export.ended_in_stage
     attempts, timings, waited = export.attempts or {}, export.timings or {}, export.waiting_on or {}
     begun = [name for name in STAGE_NAMES if attempts.get(name)]
     unfinished = [name for name in begun if name not in timings]
@@ -149,6 +172,7 @@ def export_state(export: Export) -> dict:
         "progress": None if ended or waiting else (100 if status == Export.Status.READY else
                                                    min(int(export.progress), 99)),
         "eta_seconds": export_eta_seconds(export),
+        "total_seconds": export.total_seconds,
         "ended_in": export_failed_stage(export) if ended else None,
         "error_code": export.error_code if ended else None,
         "next_check_at": export.next_check_at if waiting else None,
@@ -166,10 +190,8 @@ def export_states(*, ids: list[int]) -> list[dict]:
 def quota_usage_today(*, limit: int = 100) -> list[dict]:
     """Per quota subject (a userid; the ServiceCaller for requests without one) with exports
     today (UTC) or active now: exports and minutes today as quota_check counts them, queued or
-    running now, waiting now, and the quota that applies (exports.services.quota_for)."""
+    running now, waiting now, and the quota that applies (quota_for)."""
     from django.db.models import Count, Q, Sum
-
-    from exports.services import quota_for
 
     day_start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     today = Q(created_at__gte=day_start)

@@ -32,9 +32,11 @@ from exports.errors import (
     SourceNotReady,
     TransientExportError,
 )
-from exports.models import Export, Quota, Thumbnail
+from exports.models import Export, ExportCallback, ExportCallbackDelivery, Thumbnail
 from exports.paths import ExportPaths, live_path_parts, work_dir_of
+from exports.selectors import READY, export_response, quota_for
 from exports.stages import BY_NAME, Stage, queue_of, task_stages, tasks_after
+from resourced.callbacks import delivery as callback_delivery
 from resourced.celery import app as celery_app
 from resourced.celery import host_queue, max_countdown
 from resourced.errors import ServiceError
@@ -97,6 +99,7 @@ class ExportRequest:
     export_format: str
     cut_mode: str
     restore_tier: str
+    callback_url: str
     start_pos: int
     start_time_ms: int
     duration_ms: int
@@ -120,22 +123,6 @@ class ExportRequest:
 
 
 # --- quotas ------------------------------------------------------------------------------------
-
-def quota_for(*, userid: str, service_caller: str) -> Quota:
-    rows = {
-        (q.scope, q.subject): q
-        for q in Quota.objects.filter(
-            scope__in=[Quota.Scope.USER, Quota.Scope.CALLER, Quota.Scope.DEFAULT],
-            subject__in=[userid, service_caller, ""],
-        )
-    }
-    candidates = [(Quota.Scope.USER, userid)] if userid else []
-    candidates += [(Quota.Scope.CALLER, service_caller), (Quota.Scope.DEFAULT, "")]
-    for candidate in candidates:
-        if candidate in rows:
-            return rows[candidate]
-    return Quota(scope=Quota.Scope.DEFAULT, max_clip_ms=settings.EXPORT_MAX_DURATION_MS)
-
 
 def _subject_filter(request: ExportRequest) -> dict:
     return {"userid": request.userid} if request.userid else {"userid": "", "service_caller": request.service_caller}
@@ -219,6 +206,7 @@ def export_submit(*, request: ExportRequest) -> tuple[Export, bool]:
                 export_format=request.export_format,
                 cut_mode=request.cut_mode,
                 restore_tier=request.restore_tier,
+                callback_url=request.callback_url,
                 start_pos=request.start_pos,
                 start_time_ms=request.start_time_ms,
                 duration_ms=request.duration_ms,
@@ -248,14 +236,18 @@ def export_enqueue(*, export: Export) -> None:
 
 
 def export_cancel(*, export: Export) -> Export:
-    updated = Export.objects.filter(pk=export.pk, status__in=Export.ACTIVE).update(
-        status=Export.Status.CANCELLED,
-        stage=Export.Stage.CANCELLED,
-        error_code=-8,
-        error_message="cancelled",
-        dest_credentials=b"",
-        finished_at=timezone.now(),
-    )
+    with transaction.atomic():
+        updated = Export.objects.filter(pk=export.pk, status__in=Export.ACTIVE).update(
+            status=Export.Status.CANCELLED,
+            ended_in_stage=F("stage"),
+            stage=Export.Stage.CANCELLED,
+            error_code=-8,
+            error_message="cancelled",
+            dest_credentials=b"",
+            finished_at=timezone.now(),
+        )
+        if updated:
+            _callback_at_end(export)
     export.refresh_from_db()
     if updated:
         logger.info("export %s cancelled", export.task_id)
@@ -279,7 +271,7 @@ def export_retry(*, export: Export) -> Export:
             status=Export.Status.QUEUED, stage=Export.Stage.QUEUED, progress=0, error_code=1, error_message="",
             attempts={}, host="", heartbeat_at=None, finished_at=None, started_at=None, timings={}, step_hosts={},
             image_path="", video_path="", restarts=export.restarts + 1, updated_at=timezone.now(),
-            next_check_at=None, wait_deadline=None, waiting_on={},
+            next_check_at=None, wait_deadline=None, waiting_on={}, ended_in_stage="",
         )
         export.refresh_from_db()
         transaction.on_commit(lambda: export_enqueue(export=export))
@@ -293,28 +285,35 @@ def work_dir_remove(*, export: Export) -> None:
 
 
 def export_mark_failed(*, export: Export, code: int, message: str) -> None:
-    Export.objects.filter(pk=export.pk, status__in=Export.ACTIVE).update(
-        status=Export.Status.FAILED,
-        stage=Export.Stage.FAILED,
-        error_code=code,
-        error_message=message[:1024],
-        dest_credentials=b"",
-        finished_at=timezone.now(),
-    )
+    with transaction.atomic():
+        updated = Export.objects.filter(pk=export.pk, status__in=Export.ACTIVE).update(
+            status=Export.Status.FAILED,
+            ended_in_stage=F("stage"),
+            stage=Export.Stage.FAILED,
+            error_code=code,
+            error_message=message[:1024],
+            dest_credentials=b"",
+            finished_at=timezone.now(),
+        )
+        if updated:
+            _callback_at_end(export)
     work_dir_remove(export=export)
     logger.warning("export %s failed with %s: %s", export.task_id, int(code), message)
 
 
 def _mark_ready(export: Export) -> None:
-    Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).update(
-        status=Export.Status.READY,
-        stage=Export.Stage.DONE,
-        progress=100,
-        error_code=ErrorCode.READY,
-        error_message="ready",
-        dest_credentials=b"",
-        finished_at=timezone.now(),
-    )
+    with transaction.atomic():
+        updated = Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).update(
+            status=Export.Status.READY,
+            stage=Export.Stage.DONE,
+            progress=100,
+            error_code=ErrorCode.READY,
+            error_message=ready_message(export.skipped_segments),
+            dest_credentials=b"",
+            finished_at=timezone.now(),
+        )
+        if updated:
+            _callback_at_end(export)
     logger.info("export %s ready at %s", export.task_id, export.video_path)
 
 
@@ -384,6 +383,21 @@ def _codec(export: Export) -> str:
     return "h264" if export.export_type == Export.ExportType.H264 else "h265"
 
 
+def _skipped(clip: steps.Clip) -> dict:
+    """Damaged segments the clip left out: they count into LackLength and are named when ready."""
+    if not clip.skipped_keys:
+        return {}
+    return {"lack_ms": F("lack_ms") + clip.skipped_ms, "skipped_segments": list(clip.skipped_keys)}
+
+
+def ready_message(skipped: list[str]) -> str:
+    """ErrorMessage of a ready export: selectors.READY, and the damaged segments it left out."""
+    if not skipped:
+        return READY
+    named = ", ".join(skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+    return f"{READY}; skipped damaged segment{'s' if len(skipped) > 1 else ''} {named}"[:1024]
+
+
 def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callable[[float], None]) -> dict:
     """Run one stage's step; returns the Export fields its result sets."""
     if stage.name == "download":
@@ -403,7 +417,8 @@ def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callab
             result = download(wait_for_live=False)
         return {"origin_ms": result.origin_ms, "clip_start_ms": result.clip_start_ms, "lack_ms": result.lack_ms,
                 "bytes_downloaded": F("bytes_downloaded") + result.bytes, "bytes_needed": result.bytes,
-                "segments_missing": result.segments_missing, "host": settings.WORKER_HOSTNAME}
+                "segments_missing": result.segments_missing, "host": settings.WORKER_HOSTNAME,
+                "skipped_segments": []}  # a restart from download starts afresh
     if stage.name == "cut":
         if export.export_type != Export.ExportType.COPY:
             return {}  # a transcode decodes the segments itself in encode: nothing to cut first
@@ -411,7 +426,8 @@ def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callab
                                                        duration_ms=export.duration_ms, paths=paths)
         clip = steps.cut(selection=selection, files=files, paths=paths, container=export.export_format,
                          mode=export.cut_mode, on_progress=progress)
-        return {"lead_ms": clip.lead_ms, "output_start_ms": clip.start_ms, "output_duration_ms": clip.duration_ms}
+        return {"lead_ms": clip.lead_ms, "output_start_ms": clip.start_ms, "output_duration_ms": clip.duration_ms,
+                **_skipped(clip)}
     if stage.name == "encode":
         if export.export_type == Export.ExportType.COPY:
             return {}  # the cut is the clip
@@ -419,7 +435,7 @@ def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callab
                                                        duration_ms=export.duration_ms, paths=paths)
         clip = steps.encode(selection=selection, files=files, paths=paths, codec=_codec(export),
                             container=export.export_format, on_progress=progress)
-        return {"output_start_ms": clip.start_ms, "output_duration_ms": clip.duration_ms}
+        return {"output_start_ms": clip.start_ms, "output_duration_ms": clip.duration_ms, **_skipped(clip)}
     if stage.name == "thumbnail":
         return {"image_path": steps.thumbnail(paths=paths, uploader=f"export:{export.task_id}", owner=export.owner)}
     if stage.name == "upload":
@@ -614,6 +630,7 @@ def _wait(export: Export, exc: SourceNotReady, *, generation: int) -> None:
         deadline = export.wait_deadline if same_wait else now + timedelta(hours=settings.EXPORT_RESTORE_MAX_HOURS)
         if now >= deadline:
             late = [key for key, state in exc.keys.items() if state != "ready"] or list(exc.keys)
+            Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).update(stage=Export.Stage.RESTORING)
             _fail(export, ErrorCode.SOURCE_STORAGE,
                   f"source storage: the restore of {late[0]}{f' (and {len(late) - 1} more)' if len(late) > 1 else ''} "
                   f"did not complete within {settings.EXPORT_RESTORE_MAX_HOURS:g} h")
@@ -663,6 +680,55 @@ def _recheck_overdue_waits() -> int:
     return resent
 
 
+# --- CallbackUrl: the poll body of a finished export, signed (resourced.callbacks) -----------------
+
+def _callback_at_end(export: Export) -> None:
+    """Within the transaction that ends the export: its callback (once per end), sent after
+    commit. The body is the poll answer as a client would read it now."""
+    if not export.callback_url:
+        return
+    ended = Export.objects.get(pk=export.pk)
+    callback, created = ExportCallback.objects.get_or_create(
+        export=ended, generation=ended.restarts,
+        defaults={"url": ended.callback_url, "body": json.dumps(export_response(ended), separators=(",", ":"))})
+    if created:
+        transaction.on_commit(lambda: _enqueue_callback(callback.id, 1))
+
+
+def _enqueue_callback(callback_id: int, attempt: int) -> None:
+    celery_app.send_task(CALLBACK_TASK, args=[callback_id, attempt])
+
+
+CALLBACK_TASK = "exports.callbacks.deliver"
+
+
+def export_callback_deliver(*, callback_id: int, attempt: int) -> callback_delivery.NextAttempt | None:
+    """Delivery attempt number `attempt` of an export's callback; the next one, or None."""
+    callback = ExportCallback.objects.select_related("export").filter(id=callback_id).first()
+    if callback is None:
+        return None
+    return callback_delivery.deliver(callback, attempt=attempt, deliveries=ExportCallbackDelivery)
+
+
+def export_callback_redeliver(*, callback: ExportCallback) -> None:
+    """Deliver again (admin action): same delivery id and body, a fresh retry window."""
+    with transaction.atomic():
+        attempt = callback_delivery.redeliver(callback)
+        transaction.on_commit(lambda: _enqueue_callback(callback.id, attempt))
+
+
+def _resend_lost_callbacks() -> int:
+    now = timezone.now()
+    pending = ExportCallback.objects.filter(state=ExportCallback.State.PENDING,
+                                            created_at__lt=now - callback_delivery.SWEEP_GRACE)
+    lost = callback_delivery.overdue(pending.select_related("export"), now=now)
+    for callback in lost:
+        logger.warning("callback %s of export %s: its attempt %d is overdue; sent again", callback.delivery_id,
+                       callback.export.task_id, callback.attempts + 1)
+        _enqueue_callback(callback.id, callback.attempts + 1)
+    return len(lost)
+
+
 def export_sweep_stale() -> int:
     """Restart exports whose worker stopped beating (a vanished host) from download, and resend
     exports queued for too long."""
@@ -686,7 +752,7 @@ def export_sweep_stale() -> int:
                 export.refresh_from_db()
                 export_enqueue(export=export)
                 restarted += 1
-    return restarted + _resend_long_queued() + _recheck_overdue_waits()
+    return restarted + _resend_long_queued() + _recheck_overdue_waits() + _resend_lost_callbacks()
 
 
 def _resend_long_queued() -> int:
@@ -775,6 +841,7 @@ def export_request_build(*, data: dict, session_userid: str) -> ExportRequest:
         export_format=export_format,
         cut_mode=data.get("CutMode") or Export.CutMode.ACCURATE,
         restore_tier=data.get("RestoreTier") or "",
+        callback_url=data.get("CallbackUrl") or "",
         start_pos=int(data["StartPos"]),
         start_time_ms=parse_start_time(data["StartTime"]),
         duration_ms=int(data["Duration"]),
@@ -795,7 +862,8 @@ def thumbnail_request(*, data: dict, session_userid: str):
     parts = live_path_parts(live_path)
     source = source_location_for(live_path=live_path, storage_info=data.get("storage_info") or "")
     start_time_ms = parse_start_time(data["StartTime"])
-    identity = [source.bucket, source.prefix, live_path, int(data["StartPos"]), start_time_ms]
+    # the session's user is part of the identity: one user's request never answers another's frame
+    identity = [session_userid, source.bucket, source.prefix, live_path, int(data["StartPos"]), start_time_ms]
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
     thumb, created = Thumbnail.objects.get_or_create(
         idempotency_key=key,

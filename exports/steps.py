@@ -19,13 +19,25 @@ import botocore.exceptions
 from django.conf import settings
 
 from exports import media
-from exports.errors import ErrorCode, ExportError, RangeNotRecorded, SourceArchived, TransientExportError
+from exports.errors import (
+    ErrorCode,
+    ExportError,
+    RangeNotRecorded,
+    SourceArchived,
+    TransientExportError,
+)
 from exports.paths import ExportPaths
 from imgbed.errors import ImageNotAllowed, ImageStorageError
 from imgbed.services import image_save_bytes, image_url
 from imgbed.storage import imgbed_storage
-from resourced.archive import RestoreRefused, archive_state, request_restore, typical_restore_seconds
+from resourced.archive import (
+    RestoreRefused,
+    archive_state,
+    request_restore,
+    typical_restore_seconds,
+)
 from resourced.s3 import (
+    ObjectExists,
     S3Location,
     download_objects,
     error_code,
@@ -34,7 +46,7 @@ from resourced.s3 import (
     is_transient,
     read_object,
     s3_cause,
-    transfer_config,
+    upload_if_absent,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,6 +78,8 @@ def storage_error(exc: BaseException, *, side: str) -> Exception:
 def _media(fn, **kwargs):
     try:
         return fn(**kwargs)
+    except media.KeyUnavailable as exc:
+        raise ExportError(ErrorCode.SOURCE_STORAGE, f"source storage: the AES-128 key {exc.key} cannot be read") from exc
     except media.MediaError as exc:
         raise ExportError(ErrorCode.MEDIA, f"media: {exc}") from exc
 
@@ -175,6 +189,7 @@ def download(*, live_path: str, start_pos: int, start_time_ms: int, duration_ms:
         raise storage_error(exc, side="source") from exc
     if report.archived:
         raise restore_archived(location=location, keys=report.archived, policy=restore)
+    _refuse_missing_keys(selection, report.missing, location)
     missing_segments = [k for k in report.missing if k in segment_keys]
     if len(missing_segments) == len(segment_keys) or set(report.missing) - set(missing_segments):
         raise ExportError(ErrorCode.NO_SUCH_RECORDING,
@@ -184,6 +199,14 @@ def download(*, live_path: str, start_pos: int, start_time_ms: int, duration_ms:
                 report.files, report.bytes, len(report.missing), lack)
     return Downloaded(origin_ms=recording.origin_ms, clip_start_ms=start, lack_ms=lack, files=report.files,
                       bytes=report.bytes, segments_missing=len(missing_segments))
+
+
+def _refuse_missing_keys(selection: media.Selection, missing: list[str], location: S3Location) -> None:
+    """A missing AES-128 key: the recording cannot be decrypted, the storage's fault (-5)."""
+    keys = [k for k in missing if k in selection.decryption_keys()]
+    if keys:
+        raise ExportError(ErrorCode.SOURCE_STORAGE,
+                          f"source storage: the AES-128 key {keys[0]} is not in bucket {location.bucket}")
 
 
 def restore_archived(*, location: S3Location, keys, policy: RestorePolicy) -> SourceArchived:
@@ -271,6 +294,15 @@ class Clip:
     start_ms: float  # where its first frame is, in recording time
     duration_ms: float
     lead_ms: float = 0.0  # how far before the requested start it begins (keyframe cuts)
+    skipped_keys: tuple[str, ...] = ()  # damaged segments left out of the clip
+    skipped_ms: int = 0  # the recording time they held: LackLength grows by it
+
+    @classmethod
+    def of(cls, info: media.ClipInfo, **fields) -> "Clip":
+        for segment in info.skipped:
+            logger.warning("damaged segment %s skipped: %s", segment.key, segment.reason)
+        return cls(start_ms=info.start_ms, duration_ms=info.duration_ms, skipped_ms=int(info.skipped_ms),
+                   skipped_keys=tuple(dict.fromkeys(segment.key for segment in info.skipped)), **fields)
 
 
 def cut(*, selection: media.Selection, files: dict[str, str], paths: ExportPaths, container: str, mode: str,
@@ -280,7 +312,7 @@ def cut(*, selection: media.Selection, files: dict[str, str], paths: ExportPaths
     paths.output.parent.mkdir(parents=True, exist_ok=True)
     info = _media(media.cut_clip, selection=selection, files=files, out_path=str(paths.output), container=container,
                   mode=mode, on_progress=on_progress)
-    return Clip(start_ms=info.start_ms, duration_ms=info.duration_ms, lead_ms=info.lead_ms)
+    return Clip.of(info, lead_ms=info.lead_ms)
 
 
 def encode(*, selection: media.Selection, files: dict[str, str], paths: ExportPaths, codec: str, container: str,
@@ -294,7 +326,7 @@ def encode(*, selection: media.Selection, files: dict[str, str], paths: ExportPa
     info = _media(media.encode_selection, selection=selection, files=files, out_path=str(paths.output), codec=codec,
                   container=container, preset=preset, crf=settings.MEDIA_CRF, threads=settings.MEDIA_THREADS,
                   hwaccel=settings.MEDIA_HWACCEL, on_progress=on_progress)
-    return Clip(start_ms=info.start_ms, duration_ms=info.duration_ms)
+    return Clip.of(info)
 
 
 # --- thumbnail ----------------------------------------------------------------------------------
@@ -343,48 +375,52 @@ class Uploaded:
     output_bytes: int
 
 
-def free_key(*, location: S3Location, key: str, writer: str) -> str:
-    """`key`, or `<stem>_<n><ext>` with the smallest n >= 1 that holds no object another export
-    (or anyone else) wrote: an upload never replaces an object it did not write. An object that
-    `writer` wrote itself (a redelivered upload) is written again."""
+def free_name(*, location: S3Location, key: str, writer: str, start: int = 0) -> tuple[int, bool]:
+    """The smallest n >= `start` whose numbered_name(key, n) holds no object, or an object that
+    `writer` wrote itself (a redelivered upload: it is written again); and whether it is ours."""
     client = location.client()
-    for n in range(MAX_NAME_SUFFIX):
-        candidate = numbered_name(key, n)
+    for n in range(start, MAX_NAME_SUFFIX):
         try:
-            head = client.head_object(Bucket=location.bucket, Key=location.key(candidate))
+            head = client.head_object(Bucket=location.bucket, Key=location.key(numbered_name(key, n)))
         except botocore.exceptions.ClientError as exc:
             if is_not_found(exc):
-                return candidate
+                return n, False
             raise storage_error(exc, side="destination") from exc
         except botocore.exceptions.BotoCoreError as exc:
             raise storage_error(exc, side="destination") from exc
         if head.get("Metadata", {}).get(WRITER_METADATA) == writer:
-            return candidate
+            return n, True
     raise ExportError(ErrorCode.DESTINATION, f"destination: {key} and {MAX_NAME_SUFFIX - 1} numbered names are taken")
 
 
 def upload(*, paths: ExportPaths, location: S3Location, writer: str, on_progress: Progress) -> Uploaded:
-    """The clip to the destination bucket (multipart above S3_MULTIPART_THRESHOLD), under its key
-    or, when another object is there, the first free numbered name (free_key)."""
-    key = free_key(location=location, key=paths.video_key, writer=writer)
+    """The clip to the destination bucket under its key or, when another object is there, the
+    first free numbered name. The write is conditional (If-None-Match), so an object another
+    writer puts there between the look and the write is not replaced either: the next name is
+    taken then."""
     size = paths.output.stat().st_size
     sent = {"bytes": 0}
 
     def chunk_sent(n: int) -> None:
         sent["bytes"] += n
         if size:
-            on_progress(sent["bytes"] / size)
+            on_progress(min(sent["bytes"] / size, 1.0))
 
-    try:
-        location.client().upload_file(
-            str(paths.output), location.bucket, location.key(key), Config=transfer_config(), Callback=chunk_sent,
-            ExtraArgs={"ContentType": paths.content_type, "Metadata": {WRITER_METADATA: writer}},
-        )
-    except Exception as exc:  # s3transfer wraps the errors of multipart parts
-        if s3_cause(exc) is None:
-            raise
-        raise storage_error(exc, side="destination") from exc
-    return Uploaded(video_key=key, video_path="/" + key, output_bytes=size)
+    extra = {"ContentType": paths.content_type, "Metadata": {WRITER_METADATA: writer}}
+    start = 0
+    while True:
+        n, ours = free_name(location=location, key=paths.video_key, writer=writer, start=start)
+        key = numbered_name(paths.video_key, n)
+        try:
+            upload_if_absent(location=location, key=key, path=paths.output, extra=extra, on_bytes=chunk_sent,
+                             overwrite=ours)
+        except ObjectExists:
+            logger.info("%s was written by someone else meanwhile; trying the next name", key)
+            start, sent["bytes"] = n + 1, 0
+            continue
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise storage_error(exc, side="destination") from exc
+        return Uploaded(video_key=key, video_path="/" + key, output_bytes=size)
 
 
 # --- getthumbnail: one frame at a position of a recording ------------------------------------------
@@ -413,6 +449,7 @@ def frame_thumbnail(*, live_path: str, start_pos: int, start_time_ms: int, locat
             raise storage_error(exc, side="source") from exc
         if report.archived:
             raise ArchivedObjects(report.archived)
+        _refuse_missing_keys(video_only, report.missing, location)
         if report.missing:
             raise ExportError(ErrorCode.NO_SUCH_RECORDING,
                               "not such dir: the segment at that position is not in the source storage")

@@ -85,6 +85,15 @@ def legacy_thumbnail(self, task_id: str, generation: int = 0) -> None:
     _run(self, task_id, generation, runs=process.name)
 
 
+@shared_task(bind=True, name="exports.callbacks.deliver", max_retries=None)
+def deliver_callback(self, callback_id: int, attempt: int = 1) -> None:
+    """One delivery attempt of a CallbackUrl; the next one (backoff, bounded by
+    CALLBACK_RETRY_HOURS) as a retry."""
+    following = services.export_callback_deliver(callback_id=callback_id, attempt=attempt)
+    if following is not None:
+        raise self.retry(args=[callback_id, following.attempt], countdown=following.countdown)
+
+
 @shared_task(name="exports.sweep_stale")
 def sweep_stale() -> int:
     return services.export_sweep_stale()

@@ -10,9 +10,16 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.cache import get_conditional_response
 from django.utils.http import http_date
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -26,12 +33,14 @@ from imgbed.errors import (
     ImagePathInvalid,
 )
 from imgbed.models import Image
-from imgbed.paths import clean_filename, clean_path
+from imgbed.paths import MAX_KEY_BYTES, clean_filename, clean_path
 from imgbed.selectors import image_get, image_list
 from imgbed.services import image_delete, image_upload, image_url
 from imgbed.storage import object_stream
 from imgbed.uploads import ImageUploadParser, upload_admit
-from resourced.sessions import authenticate, session_user
+from resourced.parsers import BoundedJSONParser
+from resourced.schema import error_response
+from resourced.sessions import SESSION_REQUIRED, authenticate, session_user
 
 # --- fields ----------------------------------------------------------------------------------
 
@@ -59,23 +68,46 @@ class ImageNameField(ImagePathField):
 
 # --- schema helpers --------------------------------------------------------------------------
 
-SESSION_HEADER = OpenApiParameter(
-    "X-Session-Id", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-    description="SessionId, when it is not sent in the body",
-)
+# the seeds' image (the ImagePath of their export-to-s3dir answer; the delete document's fields)
+SEED_IMAGE_PATH = "4B999DC458FBC4C80000000000000002"
+SEED_IMAGE_NAME = ("4B999DC458FBC4C80000000000000002_20200316-02-21-49_4B999DC458FBC4C80000000000000002_"
+                   "FE31F2B2CEAA2E63_4b13335c-2fc1-45ea-9cb5-f92065a26e91_1584973791094_7170000.jpg")
+SEED_SESSION_ID = "2A39603DDB0F47CFB32E96C8366084AE"
+_SESSION_FIELD_HELP = ("The session, when it is not sent in the X-Session-Id header (Authorize); the header is used "
+                       "when both are sent.")
+_PATH_HELP = ("The image's path: relative, '/'-separated (a single leading slash is ignored); no '.' or '..' "
+              f"components, backslashes or control characters; at most {MAX_KEY_BYTES} bytes with the file name.")
+PATH_PARAMETER = OpenApiParameter("path", OpenApiTypes.STR, OpenApiParameter.PATH, description=_PATH_HELP,
+                                  examples=[OpenApiExample("seeds", summary="The seeds' image path", value=SEED_IMAGE_PATH)])
+
+
+@extend_schema_field(OpenApiTypes.BINARY)
+class _FormFileField(serializers.FileField):
+    """A file of the upload form as the schema shows it: binary, a file picker in /api/docs/ (a plain
+    FileField is shown as a URL)."""
+
+
 _UPLOAD_REQUEST = inline_serializer(
     "ImgbedUploadRequest",
     {
-        "SessionId": serializers.CharField(required=False, help_text="or the X-Session-Id header"),
-        "file": serializers.ListField(child=serializers.FileField(), help_text="one or more files, in any field names"),
+        "SessionId": serializers.CharField(
+            required=False, max_length=256,
+            help_text=_SESSION_FIELD_HELP + " In the body it must come before the files, within its first 64 kB."),
+        "file": serializers.ListField(
+            child=_FormFileField(),
+            help_text="One or more images (JPEG, PNG, GIF or WebP by content), in any field names, each stored at "
+                      "<path>/<its file name>; at most IMGBED_MAX_BYTES each (default 10 MiB), "
+                      "IMGBED_MAX_UPLOAD_BYTES in all (default 64 MiB)."),
     },
 )
 _DELETE_REQUEST = inline_serializer(
     "ImgbedDeleteRequest",
     {
-        "path": serializers.CharField(help_text="relative path; a single leading slash is ignored"),
-        "filename": serializers.CharField(),
-        "SessionId": serializers.CharField(required=False, help_text="or the X-Session-Id header"),
+        "path": serializers.CharField(max_length=MAX_KEY_BYTES, help_text="The path the image was uploaded to. "
+                                      + _PATH_HELP.split(": ", 1)[1]),
+        "filename": serializers.CharField(
+            max_length=255, help_text="The name of the image, ending in .jpg, .jpeg, .png, .gif or .webp; no '/'."),
+        "SessionId": serializers.CharField(required=False, max_length=256, help_text=_SESSION_FIELD_HELP),
     },
 )
 _ERROR = inline_serializer("ImgbedError", {"ErrorCode": serializers.IntegerField(), "ErrorMessage": serializers.CharField()})
@@ -158,9 +190,11 @@ class ImageUploadApi(APIView):
             error_messages={"empty": "no files in the request", "required": "no files in the request"},
         )
 
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        upload_admit(request)  # before request.data: the header's session and the declared size
+    def perform_authentication(self, request):
+        # before SessionIdAuthentication, which reads the body when there is no X-Session-Id
+        # header: the header's session and the declared size are checked before a byte is read
+        upload_admit(request)
+        super().perform_authentication(request)
 
     @extend_schema(
         operation_id="imgbed_upload",
@@ -173,13 +207,26 @@ class ImageUploadApi(APIView):
             "X-Session-Id header, the SessionId field must come within the first 64 kB (before the files)."
         ),
         request={"multipart/form-data": _UPLOAD_REQUEST},
-        parameters=[OpenApiParameter("path", OpenApiTypes.STR, OpenApiParameter.PATH), SESSION_HEADER],
-        responses={200: _UPLOAD_ANSWER, 400: _UPLOAD_ANSWER, 401: _UPLOAD_ANSWER, 413: _UPLOAD_ANSWER,
-                   415: _UPLOAD_ANSWER},
+        parameters=[PATH_PARAMETER],
+        examples=[OpenApiExample("session", summary="The session in the form", value={"SessionId": SEED_SESSION_ID},
+                                 request_only=True, media_type="multipart/form-data")],
+        responses={
+            200: OpenApiResponse(_UPLOAD_ANSWER, description="ErrorCode 0: every file stored; 1: the files in "
+                                 "FailedFiles were refused (Failures says why), the others stored"),
+            400: error_response(_UPLOAD_ANSWER, IMGBED_UPLOAD_ERRORS, "invalid", "bad path or no files (ErrorCode 2)",
+                                "files: no files in the request", "path: path: '..' components are not allowed"),
+            401: error_response(_UPLOAD_ANSWER, IMGBED_UPLOAD_ERRORS, "auth", "no valid session (ErrorCode 3)",
+                                SESSION_REQUIRED, "SessionId: unknown or expired"),
+            413: error_response(_UPLOAD_ANSWER, IMGBED_UPLOAD_ERRORS, "invalid",
+                                "body over IMGBED_MAX_UPLOAD_BYTES, refused unread (ErrorCode 2)",
+                                "body: 300000000 bytes, over the upload limit of 67108864 bytes"),
+            415: error_response(_UPLOAD_ANSWER, IMGBED_UPLOAD_ERRORS, "invalid", "not multipart/form-data (ErrorCode 2)",
+                                'Content-Type: Unsupported media type "application/x-www-form-urlencoded" in request.'),
+        },
         tags=["imgbed"],
     )
     def post(self, request, path: str):
-        uploader = authenticate(request)
+        uploader = request.user.userid
         files = [upload for _field, uploads in request.FILES.lists() for upload in uploads]
         serializer = self.InputSerializer(data={"path": path, "files": files})
         serializer.is_valid(raise_exception=True)
@@ -196,7 +243,8 @@ class ImageUploadApi(APIView):
 
 class ImageDeleteApi(APIView):
     error_family = IMGBED_DELETE_ERRORS
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    # the request is small JSON: read within API_MAX_JSON_BYTES (413 beyond), never a form into memory
+    parser_classes = [BoundedJSONParser]
 
     class InputSerializer(serializers.Serializer):
         path = ImagePathField()
@@ -208,16 +256,33 @@ class ImageDeleteApi(APIView):
         summary="Delete the image <path>/<filename>",
         description="errCode 0 success, 1 no such image (HTTP 404), 2 bad path or filename (HTTP 400), 3 authentication (HTTP 401) or another user's image (HTTP 403).",
         request=_DELETE_REQUEST,
-        parameters=[SESSION_HEADER],
-        responses={200: _DELETE_ANSWER, 400: _DELETE_ANSWER, 401: _DELETE_ANSWER, 403: _DELETE_ANSWER,
-                   404: _DELETE_ANSWER},
+        examples=[
+            OpenApiExample("required", summary="The seeds' image",
+                           value={"path": SEED_IMAGE_PATH, "filename": SEED_IMAGE_NAME}, request_only=True,
+                           description="The session comes from Authorize (the X-Session-Id header)."),
+            OpenApiExample("session", summary="With the session in the body", request_only=True,
+                           value={"path": SEED_IMAGE_PATH, "filename": SEED_IMAGE_NAME, "SessionId": SEED_SESSION_ID}),
+        ],
+        responses={
+            200: OpenApiResponse(_DELETE_ANSWER, description="errCode 0: deleted"),
+            400: error_response(_DELETE_ANSWER, IMGBED_DELETE_ERRORS, "invalid", "bad path or filename (errCode 2)",
+                                "filename: filename: must be a name ending in .jpg, .jpeg, .png, .gif, .webp"),
+            401: error_response(_DELETE_ANSWER, IMGBED_DELETE_ERRORS, "auth", "no valid session (errCode 3)",
+                                SESSION_REQUIRED, "SessionId: unknown or expired"),
+            403: error_response(_DELETE_ANSWER, IMGBED_DELETE_ERRORS, "auth", "another user's image (errCode 3)",
+                                f"{SEED_IMAGE_PATH}/{SEED_IMAGE_NAME}: another user's image; not allowed"),
+            404: error_response(_DELETE_ANSWER, IMGBED_DELETE_ERRORS, "not_found", "no such image (errCode 1)",
+                                f"{SEED_IMAGE_PATH}/{SEED_IMAGE_NAME}: no such image"),
+            413: error_response(_DELETE_ANSWER, IMGBED_DELETE_ERRORS, "invalid",
+                                "body over API_MAX_JSON_BYTES, refused unread (errCode 2)",
+                                "body: 2000000 bytes, over the limit of 1048576"),
+        },
         tags=["imgbed"],
     )
     def post(self, request):
-        owner = authenticate(request)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        image_delete(owner=owner, **serializer.validated_data)
+        image_delete(owner=request.user.userid, **serializer.validated_data)
         return Response({"errCode": 0, "message": "success"})
 
 
@@ -249,11 +314,15 @@ class ImageListApi(APIView):
         operation_id="imgbed_list",
         summary="List the images under <path>",
         parameters=[
-            OpenApiParameter("path", OpenApiTypes.STR, OpenApiParameter.PATH),
-            OpenApiParameter("recursive", OpenApiTypes.BOOL, description="include sub paths"),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="1-1000, default 1000"),
-            OpenApiParameter("offset", OpenApiTypes.INT),
-            SESSION_HEADER,
+            PATH_PARAMETER,
+            OpenApiParameter("recursive", OpenApiTypes.BOOL, description="Include the images of sub paths.",
+                             default=False, examples=[OpenApiExample("all", summary="sub paths too", value=True)]),
+            OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                             description="At most this many images (1-1000).", default=1000,
+                             examples=[OpenApiExample("page", summary="a page of 100", value=100)]),
+            OpenApiParameter("offset", {"type": "integer", "minimum": 0, "maximum": 2**31},
+                             description="Skip this many images (the order is stable).", default=0,
+                             examples=[OpenApiExample("page", summary="the second page", value=100)]),
         ],
         responses={
             200: inline_serializer(
@@ -266,13 +335,14 @@ class ImageListApi(APIView):
                     "Images": OutputSerializer(many=True),
                 },
             ),
-            400: _ERROR,
-            401: _ERROR,
+            400: error_response(_ERROR, IMGBED_ERRORS, "invalid", "bad path or parameter (ErrorCode 2)",
+                                "limit: Ensure this value is less than or equal to 1000."),
+            401: error_response(_ERROR, IMGBED_ERRORS, "auth", "no valid session (ErrorCode 3)",
+                                SESSION_REQUIRED, "SessionId: unknown or expired"),
         },
         tags=["imgbed"],
     )
     def get(self, request, path: str):
-        authenticate(request)
         serializer = self.InputSerializer(data={**request.query_params.dict(), "path": path})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -290,18 +360,24 @@ class ImageListApi(APIView):
 
 
 _IMAGE_PARAMETERS = [
-    OpenApiParameter("path", OpenApiTypes.STR, OpenApiParameter.PATH),
-    OpenApiParameter("filename", OpenApiTypes.STR, OpenApiParameter.PATH, description="ends in .jpg, .jpeg, .png, .gif or .webp"),
-    OpenApiParameter("SessionId", OpenApiTypes.STR, description="only when IMGBED_PUBLIC_READ is false"),
+    PATH_PARAMETER,
+    OpenApiParameter("filename", OpenApiTypes.STR, OpenApiParameter.PATH, description="ends in .jpg, .jpeg, .png, .gif or .webp",
+                     pattern=r"^[^/]+\.([jJ][pP][eE]?[gG]|[pP][nN][gG]|[gG][iI][fF]|[wW][eE][bB][pP])$",
+                     examples=[OpenApiExample("seeds", summary="The seeds' image", value=SEED_IMAGE_NAME)]),
+    OpenApiParameter("SessionId", OpenApiTypes.STR, description="only when IMGBED_PUBLIC_READ is false, and not "
+                     "sent in the X-Session-Id header"),
     OpenApiParameter("If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER),
     OpenApiParameter("If-Modified-Since", OpenApiTypes.STR, OpenApiParameter.HEADER),
 ]
 _IMAGE_RESPONSES = {
     **{(200, content_type): OpenApiTypes.BINARY for content_type in ("image/jpeg", "image/png", "image/gif", "image/webp")},
     304: OpenApiResponse(description="not modified"),
-    400: _ERROR,
-    401: _ERROR,
-    404: _ERROR,
+    400: error_response(_ERROR, IMGBED_ERRORS, "invalid", "bad path or file name (ErrorCode 2)",
+                        "path: '..' components are not allowed"),
+    401: error_response(_ERROR, IMGBED_ERRORS, "auth", "no valid session, when IMGBED_PUBLIC_READ is false (ErrorCode 3)",
+                        SESSION_REQUIRED, "SessionId: unknown or expired"),
+    404: error_response(_ERROR, IMGBED_ERRORS, "not_found", "no such image (ErrorCode 4)",
+                        f"{SEED_IMAGE_PATH}/{SEED_IMAGE_NAME}: no such image"),
 }
 
 
@@ -309,9 +385,12 @@ class ImageServeApi(APIView):
     """GET <IMGBED_URL_PREFIX><path>/<filename>: the image's bytes, streamed from the object store."""
 
     error_family = IMGBED_ERRORS
+    # public unless IMGBED_PUBLIC_READ is false: _check_read_access decides, and reads the session then
+    authentication_classes = []
+    permission_classes = [AllowAny]
 
     @extend_schema(operation_id="imgbed_image_get", summary="Fetch an image", parameters=_IMAGE_PARAMETERS,
-                   responses=_IMAGE_RESPONSES, tags=["imgbed"])
+                   responses=_IMAGE_RESPONSES, tags=["imgbed"], auth=[{"SessionId": []}, {}])
     def get(self, request, path: str, filename: str):
         _check_read_access(request)
         return _image_response(request, image_get(path=path, filename=filename), head=False)

@@ -26,7 +26,8 @@ from resourced.errors import ErrorFamily, InvalidInput, NotFound, ServiceError
 _CODES = {"invalid": 2, "conflict": 2, "auth": 3, "not_found": 4, "quota": 6, "internal": 5}
 
 IMGBED_ERRORS = ErrorFamily("ErrorCode", "ErrorMessage", dict(_CODES))
-IMGBED_UPLOAD_ERRORS = ErrorFamily("ErrorCode", "ErrorMessage", dict(_CODES), base=lambda: {"FailedFiles": []})
+IMGBED_UPLOAD_ERRORS = ErrorFamily("ErrorCode", "ErrorMessage", dict(_CODES),
+                                   base=lambda: {"FailedFiles": [], "Failures": []})
 IMGBED_DELETE_ERRORS = ErrorFamily(
     "errCode",
     "message",

@@ -28,7 +28,13 @@ class QueueSpec:
     purpose: str = ""
 
 
-_queues: dict[str, QueueSpec] = {QUEUE_DEFAULT: QueueSpec(QUEUE_DEFAULT, purpose="periodic and small tasks")}
+# every app's client callbacks (resourced.callbacks): one queue, so that a slow client never delays media work
+QUEUE_CALLBACKS = "callbacks"
+
+_queues: dict[str, QueueSpec] = {
+    QUEUE_DEFAULT: QueueSpec(QUEUE_DEFAULT, purpose="periodic and small tasks"),
+    QUEUE_CALLBACKS: QueueSpec(QUEUE_CALLBACKS, purpose="signed client callbacks (restore results, export callbacks)"),
+}
 _routes: list[tuple[str, str]] = []  # (task name pattern, queue), first match wins
 
 

@@ -12,7 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.core.exceptions import (
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status as http
@@ -57,17 +61,23 @@ class ErrorFamily:
     def body(self, kind: str, message: str, extra: dict | None = None) -> dict:
         body = self.base()
         body.update(extra or {})
+        if kind not in self.codes:
+            kind = KIND_FALLBACKS.get(kind, "internal")
         body[self.code_key] = self.codes.get(kind, self.codes.get("internal", -1))
         body[self.message_key] = message
         return body
 
+
+# a family without a code of its own for a kind answers the code of the broader kind
+KIND_FALLBACKS = {"too_large": "invalid"}
 
 RESOURCE_ERRORS = ErrorFamily(
     "ErrorCode",
     "ErrorMessage",
     {"invalid": -2, "auth": -3, "quota": -4, "not_found": -1, "conflict": -2, "internal": -9},
 )
-GENERIC_ERRORS = ErrorFamily("code", "message", {"invalid": 400, "auth": 401, "not_found": 404, "quota": 429, "conflict": 409, "internal": 500})
+GENERIC_ERRORS = ErrorFamily("code", "message", {"invalid": 400, "too_large": 413, "auth": 401, "not_found": 404,
+                                                 "quota": 429, "conflict": 409, "internal": 500})
 
 
 def describe_validation_error(detail, prefix: str = "") -> str:
@@ -104,11 +114,11 @@ def _classify(exc) -> tuple[str, int, str, dict]:
     if isinstance(exc, drf_exceptions.MethodNotAllowed):
         return "invalid", 405, str(exc.detail), {}
     if isinstance(exc, BodyTooLarge):
-        return "invalid", 413, str(exc.detail), {}
+        return "too_large", 413, str(exc.detail), {}
     # Django's own bounds on form bodies, met while a parser reads one (SuspiciousOperation, which
     # would otherwise be a 500 here)
     if isinstance(exc, RequestDataTooBig):
-        return "invalid", 413, f"body: form fields over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes", {}
+        return "too_large", 413, f"body: form fields over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes", {}
     if isinstance(exc, TooManyFieldsSent):
         return "invalid", 400, f"body: more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} form fields", {}
     if isinstance(exc, TooManyFilesSent):
@@ -128,6 +138,11 @@ def exception_handler(exc, context):
     if status >= 500:
         logger.exception("unhandled error in %s", type(view).__name__ if view else "view", exc_info=exc)
     response = Response(family.body(kind, message, extra), status=status)
+    if status == 401 and view is not None:
+        # how to authenticate, as HTTP asks of a 401 (DRF set it on its own auth exceptions)
+        challenge = getattr(exc, "auth_header", None) or view.get_authenticate_header(context.get("request"))
+        if challenge:
+            response["WWW-Authenticate"] = challenge
     if status == 405 and isinstance(exc, drf_exceptions.MethodNotAllowed):
         response["Allow"] = ", ".join(getattr(view, "allowed_methods", []))
     return response

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+
 # prometheus_client picks its value class (in memory, or mmap files per process) when it is
 # first imported, from the environment: the folder is put there before that.
 def _multiprocess_dir() -> str:

@@ -244,6 +244,70 @@ def download_objects(*, location: S3Location, keys: Iterable, path_for: Callable
     return Downloaded(missing=missing, files=done["files"], bytes=done["bytes"], archived=tuple(sorted(archived)))
 
 
+class ObjectExists(Exception):
+    """A conditional write found an object at the key (another writer got there first)."""
+
+
+def is_precondition_failed(exc: BaseException) -> bool:
+    return error_code(exc) in ("PreconditionFailed", "412")
+
+
+def upload_if_absent(*, location: S3Location, key: str, path: Path, extra: dict,
+                     on_bytes: Callable[[int], None] | None = None, overwrite: bool = False) -> None:
+    """Upload the file at `path` to `key` only if no object is there (S3's conditional write,
+    ``If-None-Match: *``, on the PUT or on the CompleteMultipartUpload); ObjectExists when one
+    is. With `overwrite` the write is unconditional (an object this writer put there itself).
+
+    s3transfer's upload_file cannot send If-None-Match, hence these few lines: one PUT below
+    S3_MULTIPART_THRESHOLD, else the parts in parallel and the condition on the completion.
+    on_bytes(n) is called as bytes are sent (per part for multipart uploads).
+    """
+    client = location.client()
+    bucket, object_key = location.bucket, location.key(key)
+    condition = {} if overwrite else {"IfNoneMatch": "*"}
+    size = path.stat().st_size
+    try:
+        if size < settings.S3_MULTIPART_THRESHOLD:
+            with open(path, "rb") as handle:
+                client.put_object(Bucket=bucket, Key=object_key, Body=handle, **extra, **condition)
+            if on_bytes:
+                on_bytes(size)
+            return
+        _multipart_upload(client, bucket=bucket, key=object_key, path=path, size=size, extra=extra,
+                          condition=condition, on_bytes=on_bytes)
+    except botocore.exceptions.ClientError as exc:
+        if is_precondition_failed(exc):
+            raise ObjectExists(key) from exc
+        raise
+
+
+def _multipart_upload(client, *, bucket: str, key: str, path: Path, size: int, extra: dict, condition: dict,
+                      on_bytes: Callable[[int], None] | None) -> None:
+    chunk = max(settings.S3_MULTIPART_CHUNKSIZE, 5 * 1024 * 1024)  # S3's smallest part but the last
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
+
+    def send(number: int) -> dict:
+        with open(path, "rb") as handle:
+            handle.seek((number - 1) * chunk)
+            data = handle.read(chunk)
+        etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data)["ETag"]
+        if on_bytes:
+            on_bytes(len(data))
+        return {"PartNumber": number, "ETag": etag}
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            parts = list(pool.map(send, range(1, (size + chunk - 1) // chunk + 1)))
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                         MultipartUpload={"Parts": parts}, **condition)
+    except BaseException:
+        try:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            pass  # the bucket's lifecycle rule removes what is left of it
+        raise
+
+
 MAX_KEY_LENGTH = 1024
 
 

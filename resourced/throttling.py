@@ -4,7 +4,7 @@ API_SUBMIT_RATE is answered 429 in its endpoint's shape, with TimeWait in ms."""
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from resourced.sessions import SessionError, authenticate
+from resourced.sessions import SessionUser
 
 
 class SessionSubmitThrottle(SimpleRateThrottle):
@@ -17,8 +17,8 @@ class SessionSubmitThrottle(SimpleRateThrottle):
         return settings.API_SUBMIT_RATE or None
 
     def get_cache_key(self, request, view):
-        try:
-            user = authenticate(request)
-        except SessionError:  # no valid session: the view answers 401 itself
+        # throttles run after authentication and permissions: a request without a valid session
+        # was answered 401 before (HasSession); None (not throttled) only on a view without them
+        if not isinstance(request.user, SessionUser):
             return None
-        return self.cache_format % {"scope": self.scope, "ident": user}
+        return self.cache_format % {"scope": self.scope, "ident": request.user.userid}

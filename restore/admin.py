@@ -1,6 +1,13 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from restore.models import Callback, CallbackDelivery, ReceivedCallback, RestoreFile, RestoreJob
+from resourced.callbacks.admin import CallbackAdminBase, DeliveryInline
+from restore.models import (
+    Callback,
+    CallbackDelivery,
+    ReceivedCallback,
+    RestoreFile,
+    RestoreJob,
+)
 from restore.services import callback_redeliver
 
 
@@ -40,34 +47,19 @@ class RestoreJobAdmin(admin.ModelAdmin):
         return False
 
 
-class CallbackDeliveryInline(admin.TabularInline):
+class CallbackDeliveryInline(DeliveryInline):
     model = CallbackDelivery
-    extra = 0
-    can_delete = False
-    fields = ("attempt", "started_at", "outcome", "http_status", "duration_ms", "address", "error", "response_excerpt")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Callback)
-class CallbackAdmin(admin.ModelAdmin):
+class CallbackAdmin(CallbackAdminBase):
     list_display = ("delivery_id", "job", "type", "state", "attempts", "next_attempt_at", "delivered_at", "created_at")
     list_filter = ("state", "type")
     search_fields = ("delivery_id", "job__task_id", "url")
-    readonly_fields = [f.name for f in Callback._meta.fields]
     inlines = [CallbackDeliveryInline]
-    actions = ["redeliver"]
 
-    def has_add_permission(self, request):
-        return False
-
-    @admin.action(description="Redeliver (same delivery id, a fresh retry window)")
-    def redeliver(self, request, queryset):
-        for callback in queryset:
-            callback_redeliver(callback=callback)
-        messages.info(request, f"{queryset.count()} callback(s) queued for delivery")
+    def redeliver_one(self, callback) -> None:
+        callback_redeliver(callback=callback)
 
 
 @admin.register(CallbackDelivery)

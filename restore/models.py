@@ -6,9 +6,10 @@ body); each try to deliver it is a ``CallbackDelivery`` row. ``ReceivedCallback`
 the reference receiver (``PutRestoreResult``) accepted.
 """
 
-import uuid
 
 from django.db import models
+
+from resourced.models import CallbackBase, CallbackDeliveryBase
 
 
 class RestoreJob(models.Model):
@@ -94,33 +95,16 @@ class RestoreFile(models.Model):
         return self.key
 
 
-class Callback(models.Model):
-    """One message to the client's callback_url, delivered (and retried) under one delivery id."""
+class Callback(CallbackBase):
+    """One PutRestoreResult message to the job's callback_url (type 0: network test, 1: the result),
+    delivered (and retried) under one delivery id by resourced.callbacks.delivery."""
 
     class Type(models.IntegerChoices):
         NETWORK_TEST = 0
         RESULT = 1
 
-    class State(models.TextChoices):
-        PENDING = "pending"
-        DELIVERED = "delivered"
-        FAILED = "failed"  # retried until the deadline without success
-        REFUSED = "refused"  # the SSRF guard refused the address; never retried
-
-    delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     job = models.ForeignKey(RestoreJob, on_delete=models.CASCADE, related_name="callbacks")
     type = models.PositiveSmallIntegerField(choices=Type.choices)
-    url = models.CharField(max_length=2048)
-    body = models.TextField(help_text="the exact JSON that is signed and sent on every attempt")
-    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_index=True)
-    attempts = models.PositiveIntegerField(default=0)
-    first_attempt_at = models.DateTimeField(null=True, blank=True)
-    attempt_started_at = models.DateTimeField(null=True, blank=True, help_text="when the latest attempt was claimed")
-    deadline = models.DateTimeField(null=True, blank=True, help_text="no retry after this (CALLBACK_RETRY_HOURS)")
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["job", "type", "created_at"]
@@ -129,36 +113,20 @@ class Callback(models.Model):
     def __str__(self) -> str:
         return f"type {self.type} of {self.job.task_id} ({self.state})"
 
+    @property
+    def subject(self) -> str:
+        return f"type {self.type} of {self.job.task_id}"
 
-class CallbackDelivery(models.Model):
+
+class CallbackDelivery(CallbackDeliveryBase):
     """One attempt to deliver a Callback."""
 
-    class Outcome(models.TextChoices):
-        DELIVERED = "delivered"  # 2xx and {"code": 0}
-        REJECTED = "rejected"  # 2xx but the answer is not {"code": 0}
-        HTTP_ERROR = "http_error"  # any other status, redirects included (never followed)
-        TIMEOUT = "timeout"
-        CONNECTION_ERROR = "connection_error"
-        REFUSED = "refused"  # SSRF guard: no connection was made
-
     callback = models.ForeignKey(Callback, on_delete=models.CASCADE, related_name="deliveries")
-    delivery_id = models.UUIDField(db_index=True)
-    attempt = models.PositiveIntegerField()
-    outcome = models.CharField(max_length=20, choices=Outcome.choices)
-    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_excerpt = models.TextField(blank=True)
-    address = models.CharField(max_length=64, blank=True, help_text="the IP address connected to")
-    duration_ms = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    started_at = models.DateTimeField()
 
     class Meta:
         ordering = ["callback", "attempt"]
         verbose_name_plural = "callback deliveries"
         constraints = [models.UniqueConstraint(fields=["callback", "attempt"], name="restore_delivery_unique_attempt")]
-
-    def __str__(self) -> str:
-        return f"{self.delivery_id} #{self.attempt} {self.outcome}"
 
 
 class ReceivedCallback(models.Model):

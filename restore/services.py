@@ -20,7 +20,6 @@ compare-and-swap on the callback's attempt count.
 import json
 import logging
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import botocore.exceptions
@@ -29,14 +28,22 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from resourced.errors import InvalidInput, ServiceError
+from resourced.archive import ArchiveState, archive_state, request_restore
+from resourced.callbacks import delivery as callback_delivery
+from resourced.callbacks import http as http_callbacks
+from resourced.callbacks.delivery import NextAttempt
 from resourced.celery import app as celery_app
 from resourced.celery import max_countdown
-from resourced.archive import ArchiveState, archive_state, request_restore
+from resourced.errors import InvalidInput, ServiceError
 from resourced.s3 import S3Location, is_not_found, is_transient, transfer_config
 from resourced.storage_info import select_storage, storage_entries
-from restore import callbacks as http_callbacks
-from restore.models import Callback, CallbackDelivery, ReceivedCallback, RestoreFile, RestoreJob
+from restore.models import (
+    Callback,
+    CallbackDelivery,
+    ReceivedCallback,
+    RestoreFile,
+    RestoreJob,
+)
 from restore.selectors import callback_body, restore_job_unfinished_files
 
 logger = logging.getLogger(__name__)
@@ -189,18 +196,24 @@ def _finish(file: RestoreFile, code: int, error: str = "") -> None:
     file.save()
 
 
+def _s3_failed(file: RestoreFile, exc: Exception, *, source: S3Location, key: str) -> None:
+    """A HEAD or a restore request that failed: the file is missing, looked at again at the next
+    pass (a transient failure), or its restore failed."""
+    if is_not_found(exc):
+        return _finish(file, RestoreFile.Code.NOT_FOUND, f"s3://{source.bucket}/{key} not found")
+    if _transient(exc):
+        file.error = f"will try again: {_describe(exc)}"
+        return file.save()
+    return _finish(file, RestoreFile.Code.RESTORE_FAILED, _describe(exc))
+
+
 def _inspect(file: RestoreFile, *, job: RestoreJob, source: S3Location, client) -> None:
     """First look at a file: missing, readable, already restored, or to restore now."""
     key = source.key(file.key)
     try:
         head = client.head_object(Bucket=source.bucket, Key=key)
     except Exception as exc:  # noqa: BLE001 (classified below)
-        if is_not_found(exc):
-            return _finish(file, RestoreFile.Code.NOT_FOUND, f"s3://{source.bucket}/{key} not found")
-        if _transient(exc):
-            file.error = f"will try again: {_describe(exc)}"
-            return file.save()
-        return _finish(file, RestoreFile.Code.RESTORE_FAILED, _describe(exc))
+        return _s3_failed(file, exc, source=source, key=key)
     state = archive_state(head)
     file.storage_class = state.storage_class
     file.size = head.get("ContentLength")
@@ -222,12 +235,7 @@ def _request_restore(file: RestoreFile, *, job: RestoreJob, source: S3Location, 
         request_restore(client, bucket=source.bucket, key=key, state=state, tier=job.tier, days=job.days,
                         fall_back=True)
     except Exception as exc:  # noqa: BLE001
-        if is_not_found(exc):
-            return _finish(file, RestoreFile.Code.NOT_FOUND, f"s3://{source.bucket}/{key} not found")
-        if _transient(exc):
-            file.error = f"will try again: {_describe(exc)}"
-            return file.save()
-        return _finish(file, RestoreFile.Code.RESTORE_FAILED, _describe(exc))
+        return _s3_failed(file, exc, source=source, key=key)
     file.status = RestoreFile.Status.RESTORING
     file.restore_requested = True
     file.restore_requested_at = timezone.now()
@@ -350,19 +358,9 @@ def _enqueue_delivery(callback_id: int, attempt: int, countdown: float = 0) -> N
                          countdown=min(countdown, max_countdown()) or None)
 
 
-@dataclass(frozen=True)
-class NextAttempt:
-    attempt: int
-    countdown: float
-
-
-def backoff_seconds(attempt: int) -> float:
-    """The wait after failed attempt number `attempt` (1-based): exponential, capped."""
-    return min(settings.CALLBACK_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), settings.CALLBACK_BACKOFF_MAX_SECONDS)
-
-
 def callback_deliver(*, callback_id: int, attempt: int) -> NextAttempt | None:
-    """Make delivery attempt number `attempt`; what to do next, or None when nothing is left to do.
+    """Make delivery attempt number `attempt` (resourced.callbacks.delivery); what to do next, or
+    None when nothing is left to do.
 
     A result (type 1) callback waits until the job's network test (type 0) is settled, so that a
     client always sees type 0 first: settling the test sends it. A message for an attempt that was
@@ -370,55 +368,17 @@ def callback_deliver(*, callback_id: int, attempt: int) -> NextAttempt | None:
     by restore_sweep.
     """
     callback = Callback.objects.select_related("job").filter(id=callback_id).first()
-    if callback is None or callback.state != Callback.State.PENDING or callback.attempts != attempt - 1:
+    if callback is None:
         return None
     if callback.type == Callback.Type.RESULT:
         test = Callback.objects.filter(job=callback.job_id, type=Callback.Type.NETWORK_TEST).first()
         if test is not None and test.state == Callback.State.PENDING:
-            return None  # sent when the test settles (_callback_settle), or by the sweeper
-    now = timezone.now()
-    claimed = Callback.objects.filter(id=callback.id, state=Callback.State.PENDING, attempts=attempt - 1).update(
-        attempts=attempt, attempt_started_at=now, first_attempt_at=callback.first_attempt_at or now,
-        deadline=callback.deadline or now + timedelta(hours=settings.CALLBACK_RETRY_HOURS),
-    )
-    if not claimed:
-        return None
-    callback.refresh_from_db()
-    result = http_callbacks.post_signed(
-        callback.url,
-        callback.body.encode("utf-8"),
-        delivery_id=str(callback.delivery_id),
-        attempt=attempt,
-        secret=settings.CALLBACK_SECRET,
-        timeout=settings.CALLBACK_TIMEOUT,
-        allow_private=settings.CALLBACK_ALLOW_PRIVATE,
-        excerpt_chars=settings.CALLBACK_RESPONSE_EXCERPT_CHARS,
-        ca_file=settings.CALLBACK_CA_BUNDLE,
-    )
-    CallbackDelivery.objects.create(
-        callback=callback, delivery_id=callback.delivery_id, attempt=attempt, outcome=result.outcome,
-        http_status=result.http_status, response_excerpt=result.answer, address=result.address,
-        duration_ms=result.duration_ms, error=result.error, started_at=now,
-    )
-    log = logger.info if result.delivered else logger.warning
-    log("callback %s type %s of %s attempt %d: %s %s", callback.delivery_id, callback.type, callback.job.task_id,
-        attempt, result.outcome, result.error)
-    if result.delivered:
-        _callback_settle(callback, Callback.State.DELIVERED, delivered_at=timezone.now(), last_error="")
-        return None
-    if result.outcome == CallbackDelivery.Outcome.REFUSED:
-        _callback_settle(callback, Callback.State.REFUSED, last_error=result.error)
-        return None
-    wait = backoff_seconds(attempt)
-    if timezone.now() + timedelta(seconds=wait) > callback.deadline:
-        _callback_settle(callback, Callback.State.FAILED, last_error=result.error)
-        return None
-    Callback.objects.filter(id=callback.id).update(last_error=result.error, next_attempt_at=timezone.now() + timedelta(seconds=wait))
-    return NextAttempt(attempt + 1, min(wait, max_countdown()))
+            return None  # sent when the test settles (_send_waiting_result), or by the sweeper
+    return callback_delivery.deliver(callback, attempt=attempt, deliveries=CallbackDelivery,
+                                     on_settled=_send_waiting_result)
 
 
-def _callback_settle(callback: Callback, state: str, **fields) -> None:
-    Callback.objects.filter(id=callback.id).update(state=state, next_attempt_at=None, **fields)
+def _send_waiting_result(callback: Callback, state: str) -> None:
     if callback.type == Callback.Type.NETWORK_TEST:
         # A result that waits for this test goes now rather than at its next look.
         result = Callback.objects.filter(job=callback.job_id, type=Callback.Type.RESULT, state=Callback.State.PENDING).first()
@@ -429,17 +389,13 @@ def _callback_settle(callback: Callback, state: str, **fields) -> None:
 def callback_redeliver(*, callback: Callback) -> None:
     """Deliver again (admin action): same delivery id and body, a fresh retry window."""
     with transaction.atomic():
-        Callback.objects.filter(id=callback.id).update(
-            state=Callback.State.PENDING, deadline=timezone.now() + timedelta(hours=settings.CALLBACK_RETRY_HOURS),
-            next_attempt_at=timezone.now(), delivered_at=None,
-        )
-        attempt = Callback.objects.get(id=callback.id).attempts + 1
+        attempt = callback_delivery.redeliver(callback)
         transaction.on_commit(lambda: _enqueue_delivery(callback.id, attempt))
 
 
 # --- Recovery --------------------------------------------------------------------------------
 
-SWEEP_GRACE = timedelta(minutes=5)
+SWEEP_GRACE = callback_delivery.SWEEP_GRACE
 
 
 def restore_sweep() -> dict:
@@ -461,18 +417,12 @@ def restore_sweep() -> dict:
     for job in RestoreJob.objects.filter(status=RestoreJob.Status.COPYING, updated_at__lt=now - copy_stale):
         _enqueue_copy(job.id)
         counts["copy"] += 1
-    lease = timedelta(seconds=settings.CALLBACK_TIMEOUT) + SWEEP_GRACE
     pending = Callback.objects.filter(state=Callback.State.PENDING, created_at__lt=now - SWEEP_GRACE)
-    for callback in pending.select_related("job"):
-        if callback.attempts == 0:
-            if callback.type == Callback.Type.RESULT and callback.job.callbacks.filter(
-                type=Callback.Type.NETWORK_TEST, state=Callback.State.PENDING
-            ).exists():
-                continue  # waits for the network test, whose own chain is looked at here too
-        else:
-            overdue = callback.next_attempt_at is None or callback.next_attempt_at < now - SWEEP_GRACE
-            if not overdue or (callback.attempt_started_at and callback.attempt_started_at > now - lease):
-                continue
+    for callback in callback_delivery.overdue(pending.select_related("job"), now=now):
+        if callback.attempts == 0 and callback.type == Callback.Type.RESULT and callback.job.callbacks.filter(
+            type=Callback.Type.NETWORK_TEST, state=Callback.State.PENDING
+        ).exists():
+            continue  # waits for the network test, whose own chain is looked at here too
         _enqueue_delivery(callback.id, callback.attempts + 1)
         counts["deliver"] += 1
     if any(counts.values()):

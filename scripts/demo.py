@@ -2,7 +2,11 @@
 
 Generates a 30 s DASH recording (every second stamped in the picture), uploads it to the source
 bucket of the local S3 endpoint, issues a session, posts export-to-s3dir, polls until the clip is
-ready, and prints where the clip and its thumbnail are.
+ready, and prints where the clip and its thumbnail are: the clip as a presigned GET of the export
+bucket (an object of a private bucket answers 403 to an unsigned GET), the thumbnail at the image bed.
+
+RESOURCED_API (http://127.0.0.1:8000) and RESOURCED_S3_ENDPOINT_URL (http://127.0.0.1:9000) say where
+`make run` listens; EXPORT_DEFAULT_BUCKET (export) is the bucket its clips go to.
 """
 
 import json
@@ -23,12 +27,16 @@ from tests import mediagen  # noqa: E402  (the suite's generator of recognisable
 
 API = os.environ.get("RESOURCED_API", "http://127.0.0.1:8000")
 S3 = os.environ.get("RESOURCED_S3_ENDPOINT_URL", "http://127.0.0.1:9000")
+EXPORT_BUCKET = os.environ.get("EXPORT_DEFAULT_BUCKET", "export")
+CLIP_URL_SECONDS = 3600
 
 
 def main() -> int:
     s3 = boto3.client("s3", endpoint_url=S3, aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "resourced"),
                       aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "resourced-secret"),
-                      region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+                      region_name="us-east-1",
+                      # presigned URLs in SigV4, which AWS, MinIO and moto all accept
+                      config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
     prefix = "mp4/DEMOPEER/demo-recording/1"
     with tempfile.TemporaryDirectory() as tmp:
         manifest = mediagen.make_dash(tmp, duration_s=30, width=640, height=360)
@@ -52,7 +60,11 @@ def main() -> int:
     print(json.dumps(answer, indent=2))
     if answer["ErrorCode"] != 5:
         return 1
-    print(f"clip:      s3://export{answer['VideoPath']}  ({S3}/export{answer['VideoPath']})")
+    key = answer["VideoPath"].lstrip("/")  # VideoPath is the key in the destination bucket, with a leading /
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": EXPORT_BUCKET, "Key": key},
+                                    ExpiresIn=CLIP_URL_SECONDS)
+    print(f"clip:      s3://{EXPORT_BUCKET}/{key}")
+    print(f"clip URL (a presigned GET, valid {CLIP_URL_SECONDS // 3600} h): {url}")
     print(f"thumbnail: {API}{answer['ImagePath']}")
     return 0
 

@@ -124,6 +124,7 @@ def main() -> int:
     env.setdefault("DJANGO_SETTINGS_MODULE", "resourced.settings.base")
     env.setdefault("CALLBACK_ALLOW_PRIVATE", "true")  # the embedded setup runs the callback loop on loopback
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("FLOWER_URL", f"http://127.0.0.1:{FLOWER_PORT}/")  # the home page's link to this Flower
     env["RESOURCED_VAR_DIR"] = str(VAR_DIR)
     manage = [str(BIN / "python"), "manage.py"]
     signal.signal(signal.SIGTERM, lambda *a: (stop_all(), sys.exit(0)))
@@ -164,19 +165,23 @@ def main() -> int:
         if "RESOURCED_S3_ENDPOINT_URL" not in os.environ:
             s3 += f"   (objects kept under {VAR_DIR / 's3'})"
         database = urlparse(env["DATABASE_URL"]).scheme if env.get("DATABASE_URL") else f"SQLite under {VAR_DIR}"
+        # every URL printed here opens something in a browser (tests/test_docs_examples.py GETs each);
+        # the API itself takes POSTs: its paths are printed without the host
         print(
             "\n"
             f"  resourced is running\n"
             f"  home       {base}/   (links to everything below)\n"
-            f"  API        {base}/resource/v1/i/export-to-s3dir\n"
+            f"  API docs   {base}/api/docs/   (Authorize with a SessionId, then Try it out)\n"
+            f"  schema     {base}/api/schema/\n"
+            f"  admin      {base}/admin/   (.venv/bin/python manage.py createsuperuser to log in)\n"
             f"  health     {base}/healthz\n"
-            f"  admin      {base}/admin/   (python manage.py createsuperuser to log in)\n"
-            f"  API docs   {base}/api/docs/   schema {base}/api/schema/\n"
             f"  Flower     http://127.0.0.1:{FLOWER_PORT}/\n"
             f"  S3         {s3}\n"
             f"  database   {database}\n"
             f"  broker     {broker}\n"
             f"  a session  .venv/bin/python manage.py createsession --user you@example.com\n"
+            f"  API        POST /resource/v1/i/export-to-s3dir, …: docs/client-guide.md and the API docs\n"
+            f"  a demo     make demo   (uploads a recording, exports a clip of it, prints the clip's URL)\n"
             "  Ctrl-C stops everything.\n",
             flush=True,
         )

@@ -16,6 +16,9 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
             gstreamer1.0-libav)
 # promtool checks and unit-tests the alert rules under deploy/monitoring (tests/deploy/test_monitoring.py)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# nginx in front of gunicorn (tests/production/test_slow_clients.py starts its own, as the test user,
+# on a free loopback port, with deploy/nginx/resourced.conf); /usr/sbin is not on every user's PATH
+{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || need+=(nginx)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -23,6 +26,16 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if [[ " ${need[*]} " == *" nginx "* ]]; then
+    # Debian's package enables and starts nginx on port 80 where a service manager lets it (a
+    # container's policy-rc.d usually does not): the suite needs no system nginx, so none is left running.
+    if [ -d /run/systemd/system ]; then
+      systemctl disable --now nginx >/dev/null 2>&1 || true
+    else
+      update-rc.d nginx disable >/dev/null 2>&1 || true
+      /usr/sbin/nginx -s quit >/dev/null 2>&1 || true
+    fi
+  fi
 else
   echo "missing: ${need[*]} (on Debian: sudo apt-get install ${need[*]}); tests needing them are skipped"
 fi

@@ -8,6 +8,8 @@ session and shared.
 
 import json
 import os
+import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -170,3 +172,75 @@ def hold_restores_forever(pace: RestorePace, s3, bucket: str, key: str) -> None:
     head = s3.head_object(Bucket=bucket, Key=key)  # moves it into IN_PROGRESS
     assert head.get("Restore") == 'ongoing-request="true"', head.get("Restore")
     pace.set({"progression": "manual", "times": 10**9})
+
+
+# --- the worker that delivers callbacks (restore results, export callbacks) ---------------------
+
+RESTORE_QUEUES = ("restore", "callbacks")
+
+# The restore worker's settings: loopback receivers allowed, fast polls, short retry windows.
+RESTORE_WORKER_SETTINGS = {
+    "CALLBACK_ALLOW_PRIVATE": "true",
+    "CALLBACK_TIMEOUT": "1",
+    "CALLBACK_RETRY_HOURS": str(8 / 3600),  # 8 s of retries
+    "CALLBACK_BACKOFF_BASE_SECONDS": "0.5",
+    "CALLBACK_BACKOFF_MAX_SECONDS": "2",
+    "RESTORE_POLL_SECONDS": "1",
+    "RESTORE_TIMEOUT_HOURS": str(10 / 3600),  # 10 s
+    "RESTORE_MULTIPART_COPY_THRESHOLD": str(5 * 1024 * 1024),
+    "RESTORE_MULTIPART_COPY_CHUNKSIZE": str(5 * 1024 * 1024),
+}
+RESTORE_WORKER_TIMEOUT_SECONDS = 10
+CALLBACK_WORKER_RETRY_SECONDS = 8
+
+
+def _stop_quickly(worker: Worker, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds (a warm shutdown can hang for many seconds)."""
+    process = worker.process
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        except ProcessLookupError:
+            pass
+    worker.log.close()
+
+
+@pytest.fixture(scope="session")
+def restore_worker(django_db_setup, django_db_blocker, s3_server, log_dir):
+    """A worker on the restore and callbacks queues only, with RESTORE_WORKER_SETTINGS.
+
+    Workers already running in this test session (the shared ``celery_worker``) are told to stop
+    consuming these two queues while it runs, so that every restore task meets these settings.
+    """
+    from resourced.celery import app
+
+    paused = _pause_restore_consumers(app)
+    worker = Worker(worker_env(**RESTORE_WORKER_SETTINGS), log_dir, hostname="restorehost",
+                    queues=",".join(RESTORE_QUEUES), concurrency=4)
+    try:
+        worker.wait_ready(app)
+        yield worker
+    finally:
+        _stop_quickly(worker)
+        for node, queue in paused:
+            app.control.add_consumer(queue, destination=[node], reply=True, timeout=5)
+
+
+def _pause_restore_consumers(app) -> list[tuple[str, str]]:
+    """Tell running workers that consume the restore queues to stop; the (node, queue) pairs."""
+    replies = app.control.ping(timeout=1.0) or []
+    nodes = [name for reply in replies for name in reply]
+    if not nodes:
+        return []
+    active = app.control.inspect(destination=nodes, timeout=2.0).active_queues() or {}
+    paused = [(node, q["name"]) for node, queues in active.items() for q in queues if q["name"] in RESTORE_QUEUES]
+    for node, queue in paused:
+        app.control.cancel_consumer(queue, destination=[node], reply=True, timeout=5)
+    return paused
+
+
+# --- Callback receivers -----------------------------------------------------------------------

@@ -100,6 +100,23 @@ ENTRIES: dict[str, Entry] = {e.name: e for e in [
           "two ffmpeg HLS fMP4 encodes joined: EXT-X-DISCONTINUITY-SEQUENCE, EXT-X-MAP changing mid-playlist"),
     Entry("edited-hls-mixed", "edited-hls-joined", "mixed.m3u8", "ffmpeg",
           "ffmpeg HLS MPEG-TS segments then fMP4 segments (EXT-X-DISCONTINUITY + EXT-X-MAP) in one playlist"),
+    Entry("edited-hls-mixed-fmp4-first", "edited-hls-mixed-fmp4-first", "mixed.m3u8", "ffmpeg",
+          "ffmpeg HLS fMP4 segments then MPEG-TS segments (EXT-X-DISCONTINUITY, EXT-X-MAP of their PAT + PMT)"),
+    Entry("edited-hls-mixed-stale-map", "edited-hls-mixed-fmp4-first", "stale-map.m3u8", "ffmpeg",
+          "ffmpeg HLS fMP4 segments then MPEG-TS segments, the fMP4 EXT-X-MAP left in effect over them"),
+    Entry("ffmpeg-hls-aes", "ffmpeg-hls-aes", "index.m3u8", "ffmpeg",
+          "HLS MPEG-TS segments encrypted with AES-128 (hls_key_info_file: one EXT-X-KEY, its IV every segment's)"),
+    Entry("edited-hls-aes-iv-none", "ffmpeg-hls-aes", "iv-none.m3u8", "ffmpeg",
+          "HLS AES-128 (periodic_rekey) without IV attributes (IV = media sequence number), then "
+          "EXT-X-KEY METHOD=NONE and segments in the clear"),
+    Entry("ffmpeg-hls-aes-single", "ffmpeg-hls-aes", "single/index.m3u8", "ffmpeg",
+          "HLS single file of AES-128 encrypted byte ranges (hls_flags single_file), the key one directory up",
+          byte_ranges=True),
+    Entry("edited-hls-aes-ranges", "ffmpeg-hls-aes", "ranges/index.m3u8", "ffmpeg",
+          "HLS AES-128 segments joined into one file as byte ranges, no IV (each range's media sequence number)",
+          byte_ranges=True),
+    Entry("ffmpeg-hls-aes-rekey", "ffmpeg-hls-aes-rekey", "index.m3u8", "ffmpeg",
+          "HLS AES-128 with keys rotated while packaging (hls_flags periodic_rekey)"),
 ]}
 
 
@@ -480,6 +497,15 @@ def _r_hls_joined(d: str, src: dict) -> dict:
     _run(_FF + ["-t", str(half), "-i", src["a"]] + _MAP + _hls_args()
          + ["-hls_segment_filename", "c/seg%03d.ts", "c/index.m3u8"], cwd=d)
 
+    for name, first, second in (("map-change.m3u8", "a", "b"), ("mixed.m3u8", "c", "b")):
+        _join_playlists(d, name, first, second)
+    return {}
+
+
+def _join_playlists(d: str, name: str, first: str, second: str, second_map: str | None = None) -> None:
+    """The playlists of d/first and d/second as one (an EXT-X-DISCONTINUITY between, then an
+    EXT-X-MAP of `second_map` when given), into d/name."""
+
     def body(sub: str) -> list[str]:
         out = []
         for ln in Path(d, sub, "index.m3u8").read_text().splitlines():
@@ -491,9 +517,130 @@ def _r_hls_joined(d: str, src: dict) -> dict:
 
     head = ["#EXTM3U", "#EXT-X-VERSION:7", f"#EXT-X-TARGETDURATION:{PARAMS['seg_s']}", "#EXT-X-MEDIA-SEQUENCE:0",
             "#EXT-X-DISCONTINUITY-SEQUENCE:0", "#EXT-X-PLAYLIST-TYPE:VOD"]
-    for name, first, second in (("map-change.m3u8", "a", "b"), ("mixed.m3u8", "c", "b")):
-        lines = head + body(first) + ["#EXT-X-DISCONTINUITY"] + body(second) + ["#EXT-X-ENDLIST"]
-        Path(d, name).write_text("\n".join(lines) + "\n")
+    new_map = [f'#EXT-X-MAP:URI="{second_map}"'] if second_map else []
+    lines = head + body(first) + ["#EXT-X-DISCONTINUITY"] + new_map + body(second) + ["#EXT-X-ENDLIST"]
+    Path(d, name).write_text("\n".join(lines) + "\n")
+
+
+def _ts_tables(segment: str) -> bytes:
+    """The leading PSI packets (PAT, PMT, SDT) of an MPEG-TS file written by ffmpeg: what an HLS
+    EXT-X-MAP of MPEG-TS segments holds."""
+    data = Path(segment).read_bytes()
+    end = 0
+    while end + 188 <= len(data) and ((data[end + 1] & 0x1F) << 8 | data[end + 2]) in (0x0000, 0x0011, 0x1000):
+        end += 188
+    return data[:end]
+
+
+def _r_hls_mixed_fmp4_first(d: str, src: dict) -> dict:
+    """Seconds 0-5 of "a" as fMP4 (a/), then "b" (seconds 6-11, media time from 1000 s) as MPEG-TS
+    (d/), joined in mixed.m3u8 with an EXT-X-MAP of the MPEG-TS tables (d/init.ts: an EXT-X-MAP
+    applies up to the next one), and in stale-map.m3u8 without (the fMP4 one left in effect, as a
+    playlist writer unaware of the switch leaves it)."""
+    half = PARAMS["duration_s"] // 2
+    for sub in ("a", "d"):
+        os.makedirs(os.path.join(d, sub))
+    _run(_FF + ["-t", str(half), "-i", src["a"]] + _MAP + _hls_args()
+         + ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+            "-hls_segment_filename", "a/seg%03d.m4s", "a/index.m3u8"], cwd=d)
+    _run(_FF + ["-i", src["b"]] + _MAP + ["-output_ts_offset", "1000"] + _hls_args()
+         + ["-hls_segment_filename", "d/seg%03d.ts", "d/index.m3u8"], cwd=d)
+    Path(d, "d/init.ts").write_bytes(_ts_tables(os.path.join(d, "d/seg000.ts")))
+    _join_playlists(d, "mixed.m3u8", "a", "d", second_map="d/init.ts")
+    _join_playlists(d, "stale-map.m3u8", "a", "d")
+    return {}
+
+
+def _aes_key(d: str, name: str) -> str:
+    """A fixed AES-128 key written to d/name; returns the key info file ffmpeg reads (the URI the
+    playlist gives, the file to read the key from) for it."""
+    Path(d, name).write_bytes(hashlib.sha256(f"resourced corpus key {name}".encode()).digest()[:16])
+    info = Path(d, f".{name}.keyinfo")
+    info.write_text(f"{name}\n{os.path.join(d, name)}\n")
+    return str(info)
+
+
+def _r_hls_aes(d: str, src: dict) -> dict:
+    """ffmpeg's hls muxer encrypting MPEG-TS with AES-128 (-hls_key_info_file): index.m3u8 (one
+    EXT-X-KEY whose IV, 0, is every segment's), and single/index.m3u8 (-hls_flags single_file: byte
+    ranges of one file, each encrypted on its own, the key one directory up).
+
+    Edited: seq/ is the same with -hls_flags periodic_rekey (an EXT-X-KEY before each segment, the
+    IV its media sequence number); iv-none.m3u8 takes its first 6 s with the IV attributes left out
+    (the media sequence number rule gives them back), then, after EXT-X-KEY METHOD=NONE, the
+    segments of clear/ (written unencrypted); ranges/index.m3u8 has seq/'s segments joined into one
+    file as byte ranges, without IV either.  The segments and byte ranges are those of
+    ffmpeg-hls-ts and ffmpeg-hls-single, decrypted."""
+    info = _aes_key(d, "aes.key")
+    args = _FF + ["-i", src["a"]] + _MAP + _hls_args()
+    for sub in ("seq", "clear", "single", "ranges"):
+        os.makedirs(os.path.join(d, sub))
+    _run(args + ["-hls_key_info_file", info, "-hls_segment_filename", "seg%03d.ts", "index.m3u8"], cwd=d)
+    _run(args + ["-hls_key_info_file", info, "-hls_flags", "periodic_rekey", "-hls_segment_filename",
+                 "seq/seg%03d.ts", "seq/index.m3u8"], cwd=d)
+    _run(args + ["-hls_segment_filename", "clear/seg%03d.ts", "clear/index.m3u8"], cwd=d)
+    Path(d, ".single.keyinfo").write_text(Path(info).read_text().replace("aes.key\n", "../aes.key\n", 1))
+    _run(args + ["-hls_key_info_file", os.path.join(d, ".single.keyinfo"), "-hls_flags", "single_file",
+                 "single/index.m3u8"], cwd=d)
+
+    head = ["#EXTM3U", "#EXT-X-VERSION:4", f"#EXT-X-TARGETDURATION:{PARAMS['seg_s']}", "#EXT-X-MEDIA-SEQUENCE:0",
+            "#EXT-X-PLAYLIST-TYPE:VOD"]
+    segments = _hls_segments(os.path.join(d, "seq/index.m3u8"))
+    clear_from = PARAMS["duration_s"] // 2 // PARAMS["seg_s"]  # the first segment in the clear
+    lines = head + ['#EXT-X-KEY:METHOD=AES-128,URI="aes.key"']
+    for n, (extinf, name) in enumerate(segments):
+        if n == clear_from:
+            lines.append("#EXT-X-KEY:METHOD=NONE")
+        lines += [extinf, f"{'seq' if n < clear_from else 'clear'}/{name}"]
+    Path(d, "iv-none.m3u8").write_text("\n".join(lines + ["#EXT-X-ENDLIST"]) + "\n")
+
+    lines = head + ['#EXT-X-KEY:METHOD=AES-128,URI="../aes.key"']
+    offset = 0
+    with open(os.path.join(d, "ranges/all.ts"), "wb") as joined:
+        for extinf, name in segments:
+            data = Path(d, "seq", name).read_bytes()
+            joined.write(data)
+            lines += [extinf, f"#EXT-X-BYTERANGE:{len(data)}@{offset}", "all.ts"]
+            offset += len(data)
+    Path(d, "ranges/index.m3u8").write_text("\n".join(lines + ["#EXT-X-ENDLIST"]) + "\n")
+    for leftover in [*Path(d).glob(".*.keyinfo"), *Path(d).rglob("*.tmp")]:  # (ffmpeg leaves single/index.ts.tmp)
+        leftover.unlink()
+    return {}
+
+
+def _hls_segments(playlist: str) -> list[tuple[str, str]]:
+    """(EXTINF line, URI) of each segment of a playlist ffmpeg wrote."""
+    lines = Path(playlist).read_text().splitlines()
+    return [(lines[i - 1], ln) for i, ln in enumerate(lines) if ln and not ln.startswith("#")]
+
+
+def _r_hls_aes_rekey(d: str, src: dict) -> dict:
+    """ffmpeg's hls muxer with -hls_flags periodic_rekey, which reads the key info file again for each
+    segment: packaging at twice real time, the key info file is switched to the next key whenever a
+    segment file appears, every second segment (the playlist says which key each segment got)."""
+    keys = [_aes_key(d, f"key{i}.key") for i in range(3)]
+    info = os.path.join(d, ".keyinfo")
+    shutil.copy(keys[0], info)
+    cmd = _FF + ["-readrate", "2", "-i", src["a"]] + _MAP + _hls_args() + [
+        "-hls_key_info_file", info, "-hls_flags", "periodic_rekey", "-hls_segment_filename", "seg%03d.ts",
+        "index.m3u8"]
+    proc = subprocess.Popen(cmd, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = 0
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        segments = len(list(Path(d).glob("seg*.ts")))
+        if segments > seen:
+            seen = segments
+            shutil.copy(keys[seen // 2 % len(keys)], info + ".new")
+            os.replace(info + ".new", info)  # (ffmpeg reads the old file or the new one, never half of one)
+        time.sleep(0.01)
+    if proc.poll() is None:
+        proc.kill()
+    _out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg periodic_rekey failed ({proc.returncode}): {err.decode(errors='replace')[-2000:]}")
+    for leftover in Path(d).glob(".*keyinfo*"):
+        leftover.unlink()
     return {}
 
 
@@ -513,6 +660,9 @@ _RECIPES = {
     "edited-multiperiod": _r_multiperiod,
     "edited-ondemand": _r_ondemand,
     "edited-hls-joined": _r_hls_joined,
+    "edited-hls-mixed-fmp4-first": _r_hls_mixed_fmp4_first,
+    "ffmpeg-hls-aes": _r_hls_aes,
+    "ffmpeg-hls-aes-rekey": _r_hls_aes_rekey,
 }
 
 

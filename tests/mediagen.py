@@ -501,6 +501,7 @@ def make_hls(
     playlist_name: str = "index.m3u8",
     segment_prefix: str = "seg",
     endlist: bool = True,
+    hls_flags: str | None = None,
     **video_opts,
 ) -> str:
     """Write an HLS recording (MPEG-TS segments) into `dir`; return the playlist path.
@@ -508,6 +509,8 @@ def make_hls(
     program_date_time: #EXT-X-PROGRAM-DATE-TIME of segment 0 (one tag per segment,
     increasing by the EXTINF durations); None: no such tags.
     missing: (from_s, to_s) ranges whose segment files are deleted (still listed).
+    hls_flags: the hls muxer's flags (e.g. "split_by_time": segments cut every seg_s, on
+    keyframes or not).
     """
     os.makedirs(dir, exist_ok=True)
     path = os.path.join(dir, playlist_name)
@@ -518,6 +521,8 @@ def make_hls(
         "start_number": str(start_number),
         "hls_segment_filename": os.path.join(dir, segment_prefix + "%05d.ts"),
     }
+    if hls_flags:
+        opts["hls_flags"] = hls_flags
     with av.open(path, "w", format="hls", options=opts) as out:
         _encode_into(out, duration_s=duration_s, width=width, height=height, fps=fps, audio=audio,
                      acodec=acodec, gop_s=gop_s, bframes=bframes, start_second=start_second, vcodec=vcodec,

@@ -54,9 +54,10 @@ def descendants(pid: int) -> set[int]:
 
 
 class RunStack:
-    """scripts/devserver.py as `make run` starts it, after the Makefile's `migrate` steps."""
+    """scripts/devserver.py as `make run` starts it, after the Makefile's `migrate` steps; Flower
+    behind FLOWER_BASIC_AUTH=flower_auth (None: open, as `make run` leaves it)."""
 
-    def __init__(self, var_dir: Path, **extra_env):
+    def __init__(self, var_dir: Path, *, flower_auth: str | None = FLOWER_AUTH, **extra_env):
         self.var_dir = var_dir
         self.web_port, self.flower_port, self.s3_port = free_port(), free_port(), free_port()
         self.web = f"http://127.0.0.1:{self.web_port}"
@@ -72,9 +73,10 @@ class RunStack:
             RESOURCED_WEB_ADDR=f"127.0.0.1:{self.web_port}",
             RESOURCED_FLOWER_PORT=str(self.flower_port),
             RESOURCED_S3_ADDR=f"127.0.0.1:{self.s3_port}",
-            FLOWER_BASIC_AUTH=FLOWER_AUTH,
             PYTHONUNBUFFERED="1",
         )
+        if flower_auth:
+            env["FLOWER_BASIC_AUTH"] = flower_auth
         env.update({k: str(v) for k, v in extra_env.items()})
         self.env = env
         from resourced.embedded_broker import broker_url

@@ -32,7 +32,7 @@ def test_a_json_body_over_the_limit_is_413_in_the_endpoints_shape(client, sessio
     assert not Export.objects.exists()
     restore = post_raw(client, "/resource/v1/i/restore", json.dumps({"padding": "x" * (200 * 1024)}),
                        HTTP_X_SESSION_ID=session_id)
-    assert restore.status_code == 413 and restore.json()["code"] != 0
+    assert restore.status_code == 413 and restore.json()["code"] == 413  # the contract: code 413
 
 
 def test_json_nested_deeper_than_the_limit_is_a_400(client, session_id):

@@ -2,13 +2,26 @@
 
 No Django, no storage access: storage keys and local paths in, files and numbers out.
 """
-from .errors import ManifestError, MediaError
-from .manifest import FetchRange, Part, Recording, Segment, Track, load_recording, parse_m3u8, parse_mpd, part_name
+from .errors import KeyUnavailable, ManifestError, MediaError
+from .manifest import (
+    Encryption,
+    FetchRange,
+    Part,
+    Recording,
+    Segment,
+    Track,
+    load_recording,
+    parse_m3u8,
+    parse_mpd,
+    part_name,
+)
 from .select import Selection, lack_length, select_segments
 
 __all__ = [
     "MediaError",
     "ManifestError",
+    "KeyUnavailable",
+    "Encryption",
     "Part",
     "part_name",
     "FetchRange",
@@ -22,7 +35,7 @@ __all__ = [
     "select_segments",
     "lack_length",
 ]
-from ._common import ClipInfo
+from ._common import ClipInfo, SkippedSegment
 from .cut import cut_clip
 from .encode import available_hw_encoder, encode_clip, encode_selection
 from .probe import probe
@@ -30,6 +43,7 @@ from .thumbnail import thumbnail, thumbnail_from_selection
 
 __all__ += [
     "ClipInfo",
+    "SkippedSegment",
     "cut_clip",
     "encode_clip",
     "encode_selection",

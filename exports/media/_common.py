@@ -9,7 +9,20 @@ from typing import Callable, Iterator
 
 from .errors import MediaError
 
-__all__ = ["ClipInfo", "container_format", "atomic_output", "codec_name"]
+__all__ = ["ClipInfo", "SkippedSegment", "container_format", "atomic_output", "codec_name"]
+
+
+@dataclass(frozen=True)
+class SkippedSegment:
+    """A downloaded segment that was damaged (cut short, overwritten, of another codec or picture
+    size) and left out of a clip, as if it were missing."""
+
+    key: str  # its storage key
+    name: str  # its local name (Part.name: the key, or the key and its byte range), as lack_length takes it
+    track: str  # the kind of its track: "video", "audio" or "muxed"
+    start_ms: float  # the time it covers, recording time (the manifest's)
+    end_ms: float
+    reason: str  # what is wrong with it, for people
 
 
 @dataclass(frozen=True)
@@ -23,6 +36,12 @@ class ClipInfo:
     size_bytes: int
     lead_ms: float = 0.0  # how far before the requested start the clip's first frame is (0: frame accurate)
     start_ms: float = 0.0  # where the clip's first frame is, in the source's time (recording time for a selection)
+    # damaged segments left out (cut_clip, encode_selection), in recording order; the clip lacks their
+    # time as it lacks a missing segment's (the output's timestamps jump over it)
+    skipped: tuple[SkippedSegment, ...] = ()
+    # ms of the requested range that the skipped segments of the first track (video / muxed) held and no
+    # other segment covers: what LackLength gains over lack_length(selection, missing files)
+    skipped_ms: int = 0
 
 
 _FORMATS = {

@@ -43,7 +43,8 @@ from typing import Callable, Mapping
 import av
 
 from ._common import ClipInfo, Progress, atomic_output, codec_name, container_format
-from ._source import Pkt, open_sources
+from ._nal import MP4_TO_ANNEXB, START, Nal, is_length_prefixed
+from ._source import Pkt, describe_skipped, open_sources, skipped_of
 from .errors import MediaError
 from .select import Selection
 
@@ -58,8 +59,8 @@ _HOLD_MAX = 2000  # packets the copy queues at most while the head is re-encoded
 # codec -> (encoder of the re-encoded parts, bitstream filter to Annex B, MP4 sample entry with
 # in-band parameter sets, MP4 sample entry of a plain copy)
 _CODECS = {
-    "h264": ("libx264", "h264_mp4toannexb", "avc3", None),
-    "hevc": ("libx265", "hevc_mp4toannexb", "hev1", "hvc1"),
+    "h264": ("libx264", MP4_TO_ANNEXB["h264"], "avc3", None),
+    "hevc": ("libx265", MP4_TO_ANNEXB["hevc"], "hev1", "hvc1"),
 }
 # the re-encoded head / tail: quality close to the source's, fast (they are at most a GOP each)
 _RECODE_PRESET = "superfast"
@@ -89,7 +90,10 @@ def cut_clip(
     keyframe); lead_ms = how far before the requested start that is (0 for accurate clips);
     duration_ms = first frame to the end of the last one.  Output timestamps start at 0 (video
     and audio shifted by the same amount).  Keys missing from `files` are skipped; a hole in the
-    timeline is left as a jump; a start inside a hole begins after it.
+    timeline is left as a jump; a start inside a hole begins after it.  A damaged segment (cut
+    short, overwritten, of another codec or picture size: see _validate) is skipped as a missing
+    one is, and listed in ClipInfo.skipped (ClipInfo.skipped_ms: what it adds to LackLength); a
+    clip with nothing readable raises MediaError.
 
     on_progress(fraction): called at most every 0.25 s with the part of [start, end) done
     (0..1, non-decreasing), and with 1.0 once the output is in place.  An exception it raises
@@ -119,13 +123,20 @@ def _cut(selection, files, out_path, fmt, opts, mode, progress, inband) -> ClipI
         vstream = next((s.vstream for s in sources if s.vstream is not None), None)
         astream = next((s.astream for s in sources if s.astream is not None), None)
         accurate = mode == "accurate" and (vstream is None or codec_name(vstream) in _CODECS)
-        with atomic_output(out_path, "stream copy") as tmp:
-            if accurate:
-                cut = _AccurateCut(sources, vstream, astream, start_ms, end_ms, fmt, opts, progress, inband)
-                w = cut.run(tmp)
-                first = w.first_ms()
-            else:
-                w, first = _keyframe_cut(sources, vstream, astream, tmp, fmt, opts, start_ms, end_ms, progress)
+        try:
+            with atomic_output(out_path, "stream copy") as tmp:
+                if accurate:
+                    cut = _AccurateCut(sources, vstream, astream, start_ms, end_ms, fmt, opts, progress, inband)
+                    w = cut.run(tmp)
+                    first = w.first_ms()
+                else:
+                    w, first = _keyframe_cut(sources, vstream, astream, tmp, fmt, opts, start_ms, end_ms, progress)
+        except MediaError as e:
+            skipped, _ = skipped_of(selection, files, sources)
+            if not skipped or isinstance(e, _NeedInband):
+                raise
+            raise MediaError(f"{e} (damaged segments skipped: {describe_skipped(skipped)})") from e
+        skipped, skipped_ms = skipped_of(selection, files, sources)
         return ClipInfo(
             path=out_path,
             duration_ms=round(w.duration_ms(), 3),
@@ -136,6 +147,8 @@ def _cut(selection, files, out_path, fmt, opts, mode, progress, inband) -> ClipI
             size_bytes=os.path.getsize(out_path),
             lead_ms=round(start_ms - first, 3) if start_ms - first > _EPS_MS else 0.0,
             start_ms=round(first, 3),
+            skipped=skipped,
+            skipped_ms=skipped_ms,
         )
     finally:
         for s in sources:
@@ -311,79 +324,7 @@ def _copy(sources, w, start_ms: float, end_ms: float, *, has_video: bool, progre
     return start_pts
 
 
-# --------------------------------------------------------------------------- NAL units
-class _Nal:
-    """H.264 / HEVC NAL unit helpers for Annex B access units."""
-
-    def __init__(self, codec: str):
-        self.hevc = codec == "hevc"
-        if self.hevc:
-            self.ps_types = (32, 33, 34)  # VPS, SPS, PPS
-            self.sps, self.aud = 33, 35
-        else:
-            self.ps_types = (7, 8)  # SPS, PPS
-            self.sps, self.aud = 7, 9
-
-    def kind(self, header: int) -> int:
-        return (header >> 1) & 0x3F if self.hevc else header & 0x1F
-
-    def units(self, data: bytes) -> list[tuple[int, int, int]]:
-        """(type, start, end) of the NAL units of an Annex B buffer (start: the NAL header)."""
-        out = []
-        n = len(data)
-        i = data.find(b"\x00\x00\x01")
-        while 0 <= i and i + 3 < n:
-            s = i + 3
-            j = data.find(b"\x00\x00\x01", s)
-            e = n if j < 0 else j
-            while e > s and data[e - 1] == 0:
-                e -= 1  # trailing zero bytes belong to the next start code
-            out.append((self.kind(data[s]), s, e))
-            i = j
-        return out
-
-    def from_extradata(self, extra: bytes | None) -> list[bytes]:
-        """The parameter-set NAL units of an avcC / hvcC record or of Annex B extradata."""
-        if not extra:
-            return []
-        if extra[0] == 1 and len(extra) > 7:
-            try:
-                return self._from_hvcc(extra) if self.hevc else self._from_avcc(extra)
-            except IndexError:
-                return []
-        return [extra[s:e] for t, s, e in self.units(extra) if t in self.ps_types]
-
-    @staticmethod
-    def _from_avcc(x: bytes) -> list[bytes]:
-        out = []
-        i = 6
-        for count in (x[5] & 0x1F, None):
-            if count is None:
-                count = x[i]
-                i += 1
-            for _ in range(count):
-                size = int.from_bytes(x[i:i + 2], "big")
-                out.append(x[i + 2:i + 2 + size])
-                i += 2 + size
-        return out
-
-    def _from_hvcc(self, x: bytes) -> list[bytes]:
-        out = []
-        i = 23
-        for _ in range(x[22]):
-            kind = x[i] & 0x3F
-            count = int.from_bytes(x[i + 1:i + 3], "big")
-            i += 3
-            for _ in range(count):
-                size = int.from_bytes(x[i:i + 2], "big")
-                if kind in self.ps_types:
-                    out.append(x[i + 2:i + 2 + size])
-                i += 2 + size
-        return out
-
-
-_START = b"\x00\x00\x00\x01"
-_H264_NAL = _Nal("h264")
+_H264_NAL = Nal("h264")
 
 
 class _AnnexB:
@@ -400,7 +341,7 @@ class _AnnexB:
 
     def __init__(self, codec: str, vstream):
         self.codec = codec
-        self.nal = _Nal(codec)
+        self.nal = Nal(codec)
         self.bsf_name = _CODECS[codec][1]
         self.filters: dict[int, av.BitStreamFilterContext | None] = {}
         self.sets: dict[int, list[bytes]] = {}
@@ -417,14 +358,14 @@ class _AnnexB:
             self.h264.parameter_sets(units)
 
     def annexb_sets(self) -> bytes:
-        return b"".join(_START + u for t in self.nal.ps_types for u in self.sets.get(t, ()))
+        return b"".join(START + u for t in self.nal.ps_types for u in self.sets.get(t, ()))
 
     def _filter(self, pkt: av.Packet):
         stream = pkt.stream
         key = id(stream)
         if key not in self.filters:
             extra = stream.codec_context.extradata if stream is not None else None
-            if extra and extra[0] == 1:
+            if is_length_prefixed(extra):
                 self.filters[key] = av.BitStreamFilterContext(self.bsf_name, in_stream=stream)
                 self._update(self.nal.from_extradata(extra))
             else:
@@ -452,14 +393,9 @@ class _AnnexB:
         found = [data[s:e] for t, s, e in units if t in self.nal.ps_types]
         if found:
             self._update(found)
-        new = data
-        if not any(t == self.nal.sps for t, _, _ in units):
-            at = units[0][2] if units and units[0][0] == self.nal.aud else 0  # after an access unit delimiter
-            new = new[:at] + self.annexb_sets() + new[at:]
-        if new is data and data[:4] == _START:
+        new = self.nal.with_parameter_sets(data, units, self.annexb_sets())
+        if new is data:
             return q
-        if new[:4] != _START:  # a 4-byte start code first: what muxers look for
-            new = b"\x00" + new if new[:3] == b"\x00\x00\x01" else new
         out = av.Packet(new)
         out.is_keyframe = p.key
         return out

@@ -9,6 +9,7 @@ trimming, audio copy / AAC re-encode, muxing):
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from fractions import Fraction
@@ -17,7 +18,7 @@ from typing import Callable, Mapping
 import av
 
 from ._common import ClipInfo, Progress, atomic_output, container_format
-from ._source import Pkt, open_sources
+from ._source import Pkt, describe_skipped, open_sources, skipped_of
 from .cut import _EPS_MS, _copy
 from .errors import MediaError
 from .select import Selection, lack_length
@@ -249,7 +250,8 @@ def encode_selection(
     ``encode_clip``): the first frame is the one presented at the start (or the first after it),
     the last the last one presented before the end, as ``cut_clip(mode="accurate")`` cuts.
     Output timestamps start at 0; ``lead_ms`` is 0 and ``start_ms`` the recording time of the
-    first frame.
+    first frame.  Damaged segments are skipped as ``cut_clip`` skips them (``ClipInfo.skipped``,
+    ``skipped_ms``).
 
     on_progress(fraction): called at most every 0.25 s with frames encoded / frames expected
     (0..1, non-decreasing), and with 1.0 once the output is in place.  An exception it raises
@@ -271,7 +273,7 @@ def encode_selection(
 def _encode_selection(selection, files, out_path, enc_name, fmt, mux_opts, preset, crf, threads,
                       progress: "_FrameProgress | None") -> ClipInfo:
     start_ms, end_ms = float(selection.start_ms), float(selection.end_ms)
-    sources = open_sources(selection, files)
+    sources = open_sources(selection, files, decode_check=True)  # (the clip is decoded anyway)
     try:
         vin = next((s.vstream for s in sources if s.vstream is not None), None)
         ain = next((s.astream for s in sources if s.astream is not None), None)
@@ -291,15 +293,22 @@ def _encode_selection(selection, files, out_path, enc_name, fmt, mux_opts, prese
                                    v0=0, t_from=start_ms, t_to=end_ms,
                                    on_frame=progress.frame if progress is not None else None)
                 sink = _DecodeSink(enc, vin, ain)
-                _copy(sources, sink, start_ms, end_ms, has_video=True)
-                sink.flush()
-                if not enc.started:
-                    raise MediaError(f"no video frame between {start_ms:.0f} ms and {end_ms:.0f} ms "
-                                     "in the available segments")
+                try:
+                    _copy(sources, sink, start_ms, end_ms, has_video=True)
+                    sink.flush()
+                    if not enc.started:
+                        raise MediaError(f"no video frame between {start_ms:.0f} ms and {end_ms:.0f} ms "
+                                         "in the available segments")
+                except MediaError as e:
+                    skipped, _ = skipped_of(selection, files, sources)
+                    if not skipped or isinstance(e, (_EncoderFailed, _SeekOvershoot)):
+                        raise
+                    raise MediaError(f"{e} (damaged segments skipped: {describe_skipped(skipped)})") from e
                 enc.finish()
             finally:
                 out.close()
-        return enc.info(out_path)
+        skipped, skipped_ms = skipped_of(selection, files, sources)
+        return dataclasses.replace(enc.info(out_path), skipped=skipped, skipped_ms=skipped_ms)
     finally:
         for s in sources:
             s.close()
@@ -332,6 +341,11 @@ class _DecodeSink:
     Packets arrive in recording time (``Pkt.rt_pts`` / ``rt_dts``, ms); their timestamps are
     rewritten to recording time in their stream's time base, so decoded frames and audio
     packets carry recording time and ``_ClipEncoder`` trims them on [start, end).
+
+    At a hole in the timeline (segments missing or skipped as damaged; the sources resume on a
+    keyframe, without its leading pictures) the decoder is drained and reset: the keyframe after
+    it starts a new sequence (an open-GOP keyframe, a non-IDR I picture, would otherwise be decoded
+    as a continuation of the pictures before the hole, and its frames put out of order).
     """
 
     def __init__(self, enc: "_ClipEncoder", vin, ain):
@@ -342,6 +356,9 @@ class _DecodeSink:
         self.count = {"video": 0, "audio": 0}
         self.video_bsf = None
         self._flushed = False
+        rate = _frame_rate(vin)
+        self.gap_ms = max(3000.0 / float(rate), 100.0)  # a dts jump this large is a hole (as cut's)
+        self.last_dts: float | None = None
 
     def write(self, p: Pkt) -> None:
         pkt = p.packet
@@ -352,6 +369,11 @@ class _DecodeSink:
         if p.kind == "video":
             if self.enc.video_done:
                 return
+            if p.key and self.last_dts is not None and p.rt_dts - self.last_dts > self.gap_ms:
+                for frame in _decode(self.vin, None):  # (the pictures before the hole)
+                    self.enc.video_frame(frame)
+                self.vin.codec_context.flush_buffers()
+            self.last_dts = p.rt_dts
             for frame in _decode(self.vin, pkt):
                 self.enc.video_frame(frame)
         elif self.enc.oas is not None:

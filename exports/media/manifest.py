@@ -10,7 +10,9 @@ What a recording is made of is named by parts (``Part``): a storage key, or a by
 one (DASH SegmentBase / SegmentURL@mediaRange / Initialization@range, HLS
 EXT-X-BYTERANGE / EXT-X-MAP BYTERANGE).  ``Part.name`` is the name of the local file
 such a part is downloaded into (the key itself for a whole object), which is also the
-key of the ``files`` mappings the cut / encode / thumbnail functions take.
+key of the ``files`` mappings the cut / encode / thumbnail functions take.  An HLS part
+encrypted with AES-128 (EXT-X-KEY) says so (``Part.encryption``): the key object is another
+object of the same storage, downloaded with the part and read by the engine.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 from .errors import ManifestError
 
 __all__ = [
+    "Encryption",
     "Part",
     "Segment",
     "Track",
@@ -53,12 +56,27 @@ def part_name(key: str, byte_range: tuple[int, int] | None) -> str:
 
 
 @dataclass(frozen=True)
+class Encryption:
+    """AES-128-CBC with PKCS7 padding of a whole part (HLS #EXT-X-KEY METHOD=AES-128): the 16-byte
+    key is the object at storage key `key`, the initialization vector `iv` (16 bytes)."""
+
+    key: str
+    iv: bytes
+
+    @property
+    def key_part(self) -> Part:
+        """The key object, downloaded like an initialization segment."""
+        return Part(self.key)
+
+
+@dataclass(frozen=True)
 class Part:
     """Something to download: the object at `key`, or the bytes byte_range[0]..byte_range[1]
-    (inclusive) of it."""
+    (inclusive) of it; `encryption` when those bytes are encrypted (HLS AES-128)."""
 
     key: str
     byte_range: tuple[int, int] | None = None
+    encryption: Encryption | None = None
 
     @property
     def name(self) -> str:
@@ -81,6 +99,7 @@ class Segment:
     # the segment's start in the media's own timestamps (DASH: its time / timescale, in ms), when the
     # manifest says (None for HLS): recording time = start_ms + (media timestamp - media_start_ms)
     media_start_ms: float | None = None
+    encryption: Encryption | None = None  # HLS AES-128: the key and IV the segment's bytes are encrypted with
 
     @property
     def name(self) -> str:
@@ -89,7 +108,7 @@ class Segment:
 
     @property
     def part(self) -> Part:
-        return Part(self.key, self.byte_range)
+        return Part(self.key, self.byte_range, self.encryption)
 
 
 @dataclass(frozen=True)
@@ -101,10 +120,11 @@ class Track:
     bandwidth: int = 0
     representation_id: str = ""
     init_range: tuple[int, int] | None = None  # inclusive bytes of init_key; None: all of it
+    init_encryption: Encryption | None = None  # HLS: an EXT-X-MAP under an AES-128 EXT-X-KEY
 
     @property
     def init(self) -> Part | None:
-        return None if self.init_key is None else Part(self.init_key, self.init_range)
+        return None if self.init_key is None else Part(self.init_key, self.init_range, self.init_encryption)
 
     @property
     def init_name(self) -> str | None:
@@ -987,13 +1007,62 @@ def _hls_byterange(value: str, what: str) -> tuple[int, int | None]:
     return int(m.group(1)), (int(m.group(2)) if m.group(2) is not None else None)
 
 
+_HLS_KEY_FORMAT = "identity"  # the only EXT-X-KEY KEYFORMAT read: the key is the object at the URI
+
+
+def _hls_key(attrs: dict[str, str], base: str, line: str) -> tuple[str, bytes | None] | None:
+    """An EXT-X-KEY tag -> (storage key of the AES-128 key, its IV or None when the tag gives
+    none), or None for METHOD=NONE (the segments that follow are not encrypted)."""
+    method = attrs.get("METHOD", "NONE").upper()
+    if method == "NONE":
+        return None
+    if method != "AES-128":
+        raise ManifestError(f"encrypted HLS (METHOD={method}) is not supported, only AES-128")
+    key_format = attrs.get("KEYFORMAT", _HLS_KEY_FORMAT)
+    if key_format != _HLS_KEY_FORMAT:
+        raise ManifestError(f"{line!r}: KEYFORMAT {key_format} is not supported, only {_HLS_KEY_FORMAT} "
+                            "(a key stored beside the recording)")
+    if not attrs.get("URI"):
+        raise ManifestError(f"{line!r} has no URI")
+    iv = None
+    if "IV" in attrs:
+        m = re.fullmatch(r"0[xX]([0-9a-fA-F]{1,32})", attrs["IV"].strip())
+        if not m:
+            raise ManifestError(f"invalid IV in {line!r} (expected 0x and at most 32 hexadecimal digits)")
+        iv = int(m.group(1), 16).to_bytes(16, "big")
+    return resolve_key(base, attrs["URI"]), iv
+
+
+def _segment_encryption(key: tuple[str, bytes | None] | None, sequence: int) -> Encryption | None:
+    """The encryption of the segment with media sequence number `sequence` under the EXT-X-KEY in
+    effect: without an IV attribute, the IV is that number as a 128-bit big-endian integer."""
+    if key is None:
+        return None
+    uri, iv = key
+    return Encryption(uri, iv if iv is not None else sequence.to_bytes(16, "big"))
+
+
+def _map_encryption(key: tuple[str, bytes | None] | None, line: str) -> Encryption | None:
+    """The encryption of an EXT-X-MAP under the EXT-X-KEY in effect (which must give the IV)."""
+    if key is None:
+        return None
+    uri, iv = key
+    if iv is None:
+        raise ManifestError(f"{line!r} is encrypted with AES-128 but its EXT-X-KEY has no IV, "
+                            "which an encrypted EXT-X-MAP needs")
+    return Encryption(uri, iv)
+
+
 def parse_m3u8(text: bytes | str, *, base_dir: str) -> Recording:
     """Parse an HLS media playlist (a master playlist raises ManifestError).
 
     Segments may be byte ranges of a resource (#EXT-X-BYTERANGE, with or without an offset)
     and have the initialization in effect (#EXT-X-MAP, possibly a BYTERANGE of a resource;
     it may change mid-playlist, and MPEG-TS segments before the first one have none).  An
-    #EXT-X-GAP segment is left out (its time counts as lacking).
+    #EXT-X-GAP segment is left out (its time counts as lacking).  Segments and initializations
+    under an #EXT-X-KEY METHOD=AES-128 carry their Encryption (the key's URI resolved like a
+    segment's; the IV given, else the segment's media sequence number) until the next
+    EXT-X-KEY (METHOD=NONE: no encryption).
     """
     lines = _hls_lines(text)
     if _is_master(lines):
@@ -1005,6 +1074,7 @@ def parse_m3u8(text: bytes | str, *, base_dir: str) -> Recording:
     gap = False
     origin: int | None = None
     init: Part | None = None
+    aes_key: tuple[str, bytes | None] | None = None  # the EXT-X-KEY in effect (see _hls_key)
     byterange: tuple[int, int | None] | None = None
     next_offset: dict[str, int] = {}  # resource -> the byte after its last sub-range
     endlist = False
@@ -1041,11 +1111,9 @@ def parse_m3u8(text: bytes | str, *, base_dir: str) -> Recording:
                     n, o = _hls_byterange(a["BYTERANGE"], "EXT-X-MAP BYTERANGE")
                     o = o or 0
                     map_range = (o, o + n - 1)
-                init = Part(key, map_range)
+                init = Part(key, map_range, _map_encryption(aes_key, ln))
             elif tag == "#EXT-X-KEY":
-                method = _attrs(value).get("METHOD", "NONE")
-                if method != "NONE":
-                    raise ManifestError(f"encrypted HLS (METHOD={method}) is not supported")
+                aes_key = _hls_key(_attrs(value), base, ln)
             elif tag == "#EXT-X-BYTERANGE":
                 byterange = _hls_byterange(value, "EXT-X-BYTERANGE")
             elif tag == "#EXT-X-GAP":
@@ -1067,7 +1135,8 @@ def parse_m3u8(text: bytes | str, *, base_dir: str) -> Recording:
             next_offset[key] = o + n
         if not gap:
             entries.append((Segment(key=key, start_ms=t * 1.0, end_ms=t + dur * 1000.0, number=media_seq + idx,
-                                    byte_range=seg_range), init))
+                                    byte_range=seg_range,
+                                    encryption=_segment_encryption(aes_key, media_seq + idx)), init))
         t += dur * 1000.0
         idx += 1
         dur = None
@@ -1081,7 +1150,8 @@ def parse_m3u8(text: bytes | str, *, base_dir: str) -> Recording:
         shared = None
         segments = [replace(s, init=i) if i is not None else s for s, i in entries]
     track = Track(kind="muxed", init_key=shared.key if shared else None, segments=tuple(segments),
-                  init_range=shared.byte_range if shared else None)
+                  init_range=shared.byte_range if shared else None,
+                  init_encryption=shared.encryption if shared else None)
     duration = segments[-1].end_ms if segments else 0.0
     dynamic = not endlist and playlist_type != "VOD"
     return Recording(kind="hls", origin_ms=origin, tracks=(track,), duration_ms=duration, dynamic=dynamic)

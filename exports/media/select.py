@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Collection, Iterable
+from typing import Collection, Iterable, Iterator
 
 from .manifest import Part, Recording, Segment, Track
 
@@ -19,7 +19,8 @@ class Selection:
     def parts(self) -> list[Part]:
         """What to download: for each track, the initialization each selected segment needs (before
         the first segment using it) and the segments, as Parts (storage key + byte range or the
-        whole object), deduplicated by local name, in order.
+        whole object), each AES-128 encrypted one after its key object (HLS EXT-X-KEY), deduplicated
+        by local name, in order.
 
         This is the one description of a download: ``Part.name`` is the local file a part goes
         into and the key of the ``files`` mapping cut / encode / thumbnail read (each byte range
@@ -27,26 +28,36 @@ class Selection:
         """
         seen: set[str] = set()
         out: list[Part] = []
-
-        def add(part: Part | None) -> None:
-            if part is not None and part.name not in seen:
-                seen.add(part.name)
-                out.append(part)
-
-        for tr in self.tracks:
-            for s in tr.segments:
-                add(tr.init_of(s))
-                add(s.part)
+        for part in self._media_parts():
+            key = () if part.encryption is None else (part.encryption.key_part,)
+            for p in key + (part,):
+                if p.name not in seen:
+                    seen.add(p.name)
+                    out.append(p)
         return out
 
     def keys(self) -> list[str]:
         """The local names of ``parts()`` (the storage keys themselves when no byte range is used)."""
         return [p.name for p in self.parts()]
 
+    def decryption_keys(self) -> list[str]:
+        """The local names of the AES-128 key objects among ``parts()``, in order."""
+        return list(dict.fromkeys(p.encryption.key_part.name for p in self._media_parts() if p.encryption))
+
     def media_bytes(self) -> int | None:
-        """Bytes of the selected parts when the manifest gives all their sizes (byte ranges), else None."""
-        sizes = [p.size for p in self.parts()]
+        """Bytes of the selected initializations and segments (not the keys) when the manifest gives
+        all their sizes (byte ranges), else None."""
+        sizes = [p.size for p in {p.name: p for p in self._media_parts()}.values()]
         return None if any(s is None for s in sizes) else sum(sizes)
+
+    def _media_parts(self) -> Iterator[Part]:
+        """Each selected segment's initialization (when it has one), then the segment."""
+        for tr in self.tracks:
+            for s in tr.segments:
+                init = tr.init_of(s)
+                if init is not None:
+                    yield init
+                yield s.part
 
 
 def _uncovered(segments: Iterable[Segment], start: float, end: float) -> int:
@@ -83,7 +94,7 @@ def select_segments(recording: Recording, start_ms: float, end_ms: float) -> Sel
 
 def lack_length(selection: Selection, missing: Collection[str] = ()) -> int:
     """Selection.lack_ms recomputed with the parts whose local name is in `missing` counted as
-    gaps: a missing segment, or any segment whose initialization is missing.
+    gaps: a missing segment, or any segment whose initialization or AES-128 key is missing.
 
     Uses the first track.
     """
@@ -92,8 +103,11 @@ def lack_length(selection: Selection, missing: Collection[str] = ()) -> int:
     first = selection.tracks[0]
     missing = set(missing)
 
+    def readable(part: Part) -> bool:
+        return part.name not in missing and (part.encryption is None or part.encryption.key_part.name not in missing)
+
     def present(s: Segment) -> bool:
         init = first.init_of(s)
-        return s.name not in missing and (init is None or init.name not in missing)
+        return readable(s.part) and (init is None or readable(init))
 
     return _uncovered((s for s in first.segments if present(s)), selection.start_ms, selection.end_ms)

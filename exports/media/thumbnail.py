@@ -94,7 +94,7 @@ def thumbnail_from_selection(
     the recording ends earlier)."""
     if not selection.tracks:
         raise MediaError("the selection has no track")
-    src = TrackSource(selection.tracks[0], files, want_video=True, want_audio=False)
+    src = TrackSource(selection.tracks[0], files, want_video=True, want_audio=False, decode_check=True)
     try:
         if src.vstream is None:
             raise MediaError("no video in the available segments")

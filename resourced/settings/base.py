@@ -95,6 +95,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# dates and times with seconds (2026-11-22 10:04:05) in the admin's lists and pages
+FORMAT_MODULE_PATH = ["resourced.formats"]
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
@@ -123,17 +125,31 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # the API session (docs/api.md §5); a public view sets its own classes (AllowAny)
+    "DEFAULT_AUTHENTICATION_CLASSES": ["resourced.sessions.SessionIdAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["resourced.sessions.HasSession"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "resourced.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "resourced",
-    "DESCRIPTION": "Media resource service: clip export to S3, image bed, archive restore.",
+    "DESCRIPTION": (
+        "Media resource service: clip export to S3, image bed, archive restore. Authenticated "
+        "operations need a session: press Authorize and enter a SessionId (sent as the X-Session-Id "
+        "header), or send it as the SessionId field of the body."
+    ),
     "VERSION": "v1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # the schema and the docs page are public: a session is entered in the page (Authorize)
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "resourced.schema.examples_on_fields",
+    ],
+    # export-to-s3dir's RestoreTier and restore's tier: one enum
+    "ENUM_NAME_OVERRIDES": {"RestoreTierEnum": "resourced.archive.RESTORE_TIERS"},
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -256,8 +256,8 @@ def test_compose_env_files_exist_and_are_the_same_for_every_service():
     lists = []
     for name, service in services.items():
         entries = service.get("env_file")
-        if name == "redis":
-            continue  # configured by its command line
+        if name in ("redis", "nginx"):
+            continue  # configured by its command line / its own files (and kept away from the secrets)
         assert entries, f"{name} has no env_file"
         entries = [e if isinstance(e, dict) else {"path": e} for e in ([entries] if isinstance(entries, str) else entries)]
         for entry in entries:
@@ -351,6 +351,55 @@ def test_compose_app_containers_are_unprivileged():
         assert service["read_only"] is True and "/tmp" in service["tmpfs"]
         assert "no-new-privileges:true" in service["security_opt"] and service["cap_drop"] == ["ALL"]
     assert "127.0.0.1:" in services["flower"]["ports"][0], "flower is published on loopback only"
+
+
+def nginx_directives(text: str) -> list[tuple[str, str]]:
+    """(location or "server"/"http", 'directive value') of deploy/nginx/resourced.conf, comments dropped."""
+    found, where = [], ["http"]
+    for line in (re.sub(r"#.*", "", raw).strip() for raw in text.splitlines()):
+        if line.endswith("{"):
+            where.append(line[:-1].strip())
+        elif line == "}":
+            where.pop()
+        elif line:
+            found.append((where[-1], line.rstrip(";")))
+    return found
+
+
+def test_compose_publishes_nginx_in_front_of_web_and_its_limits_are_the_services():
+    """Clients reach gunicorn only through nginx (docs/deploy.md, "The reverse proxy"), whose
+    upstream is the web's address and whose body limits are the settings' (API_MAX_JSON_BYTES,
+    IMGBED_MAX_UPLOAD_BYTES), so that nginx refuses exactly what the app would."""
+    from django.conf import settings
+
+    services = compose()["services"]
+    web, nginx = services["web"], services["nginx"]
+    assert "ports" not in web, "gunicorn is not published: clients go through nginx"
+    assert interpolate(nginx["ports"][0]).endswith(":8080")
+    assert nginx["depends_on"]["web"] == {"condition": "service_started", "restart": True}
+    assert nginx["read_only"] is True and nginx["cap_drop"] == ["ALL"] and "/tmp" in nginx["tmpfs"]
+    assert (DEPLOY / nginx["build"]["context"] / "Dockerfile").is_file()
+    assert web["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+
+    text = (DEPLOY / "nginx" / "resourced.conf").read_text()
+    directives = nginx_directives(text)
+    assert ("upstream resourced_web", f"server web:{web['environment']['WEB_BIND'].rsplit(':', 1)[1]}") in directives
+    assert ("server", "listen 8080") in directives
+    upload = "location ^~ /api/imgbed/v1/upload/"
+    megabytes = {where: int(line.split()[1].rstrip("m")) * 1024 * 1024
+                 for where, line in directives if line.startswith("client_max_body_size ")}
+    assert megabytes == {"server": settings.API_MAX_JSON_BYTES, upload: settings.IMGBED_MAX_UPLOAD_BYTES}
+    assert int(env_example()["API_MAX_JSON_BYTES"]) == settings.API_MAX_JSON_BYTES
+    assert int(env_example()["IMGBED_MAX_UPLOAD_BYTES"]) == settings.IMGBED_MAX_UPLOAD_BYTES
+    assert f"over the limit of {settings.API_MAX_JSON_BYTES} bytes" in text
+    assert f"over the upload limit of {settings.IMGBED_MAX_UPLOAD_BYTES} bytes" in text
+    assert (upload, "proxy_request_buffering off") in directives
+    assert ("server", "proxy_request_buffering on") in directives
+    read_timeout = next(line for where, line in directives if line.startswith("proxy_read_timeout "))
+    assert seconds(read_timeout.split()[1]) > int(env_example()["WEB_TIMEOUT"])
+    dockerfiles = [(DEPLOY / "Dockerfile").read_text(), (DEPLOY / "nginx" / "Dockerfile").read_text()]
+    bases = [re.search(r"^ARG PYTHON_IMAGE=(\S+)", dockerfile, re.M).group(1) for dockerfile in dockerfiles]
+    assert bases[0] == bases[1], "nginx's image is built on the application's base image"
 
 
 # --- systemd units -----------------------------------------------------------------------------

@@ -81,6 +81,12 @@ def media_bytes(built: corpus.Built, start_ms: float, duration_ms: float) -> int
     ("edited-multiperiod", 0),
     ("edited-multiperiod", 1),
     ("gst-dashsink", 0),
+    ("edited-hls-mixed", 0),
+    ("edited-hls-mixed", 1),
+    ("edited-hls-mixed-fmp4-first", 0),
+    ("ffmpeg-hls-aes", 0),
+    ("ffmpeg-hls-aes-rekey", 1),
+    ("edited-hls-aes-ranges", 0),
 ])
 def test_corpus_recording_exports(api, s3, session_id, celery_worker, uploaded_corpus, tmp_path, name, export_type):
     live_path, built = uploaded_corpus(name)
@@ -108,7 +114,28 @@ def test_corpus_recording_exports(api, s3, session_id, celery_worker, uploaded_c
     if built.entry.byte_ranges:
         export = Export.objects.get(task_id=answer["TaskId"])
         media = media_bytes(built, 5000, 3000)
-        files = sum(os.path.getsize(os.path.join(built.dir, n)) for n in os.listdir(built.dir)
+        media_dir = os.path.dirname(os.path.join(built.dir, built.entry.manifest))
+        files = sum(os.path.getsize(os.path.join(media_dir, n)) for n in os.listdir(media_dir)
                     if n.endswith((".mp4", ".ts", ".m4s")))
         assert export.bytes_downloaded <= 1.05 * media, (export.bytes_downloaded, media)
         assert export.bytes_downloaded < 0.6 * files
+
+
+@pytestmark_db
+def test_missing_aes_key_is_a_source_storage_error(api, s3, session_id, celery_worker):
+    """The key of an AES-128 recording is not in the source storage: -5, naming the key."""
+    name = "ffmpeg-hls-aes"
+    reason = corpus.missing_tool(name)
+    if reason:
+        pytest.skip(reason)
+    built = corpus.build(name)
+    prefix = f"ts/PEER{uuid.uuid4().hex[:8].upper()}/rec-{name}/1"
+    upload_dir(s3, settings.SOURCE_DEFAULT_BUCKET, built.dir, prefix)
+    s3.delete_object(Bucket=settings.SOURCE_DEFAULT_BUCKET, Key=f"{prefix}/aes.key")
+    body = export_body(f"{prefix}/{built.entry.manifest}", session_id, ExportFormat="ts", StartTime="00:00:05",
+                       Duration=3000)
+    response = api.post(URL, body, format="json")
+    assert response.status_code == 200 and response.json()["ErrorCode"] == 1, response.json()
+    answer = poll(api, response.json()["TaskId"], session_id)
+    assert answer["ErrorCode"] == -5, answer
+    assert f"{prefix}/aes.key" in answer["ErrorMessage"], answer

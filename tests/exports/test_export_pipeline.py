@@ -11,7 +11,7 @@ from PIL import Image
 
 from exports.models import Export
 from tests import mediagen
-from tests.exports.conftest import ORIGIN_MS, export_body, poll, storage_info
+from tests.exports.conftest import ORIGIN_MS, export_body, poll, storage_info, upload_dir
 
 URL = "/resource/v1/i/export-to-s3dir"
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -228,3 +228,29 @@ def test_an_export_whose_message_was_lost_is_sent_again_by_the_sweep(api, s3, se
     answer = poll(api, task_id, session_id)
     assert answer["ErrorCode"] == 5, answer
     assert Export.objects.get(task_id=task_id).restarts == 1
+
+
+@pytest.mark.parametrize("export_type", [0, 1])
+def test_a_damaged_segment_is_skipped_named_and_counted(api, s3, session_id, celery_worker, recordings_dir, tmp_path,
+                                                        export_type):
+    """A segment in the middle of the range is cut short (half its bytes): the clip is made without
+    it, LackLength holds its time and ErrorMessage names it (issue 14 item 9)."""
+    local = recordings_dir / "dash-damaged"
+    if not local.exists():
+        mediagen.make_dash(str(local), duration_s=12, template="timeline")
+    prefix = f"mp4/PEERDMG{export_type}/rec-damaged/1"
+    upload_dir(s3, settings.SOURCE_DEFAULT_BUCKET, str(local), prefix)
+    damaged = f"{prefix}/chunk-0-00004.m4s"  # video of 6–8 s
+    data = (local / "chunk-0-00004.m4s").read_bytes()
+    s3.put_object(Bucket=settings.SOURCE_DEFAULT_BUCKET, Key=damaged, Body=data[: len(data) // 2])
+    body = export_body(f"{prefix}/manifest.mpd", session_id, export_type=export_type, StartPos=ORIGIN_MS + 4000,
+                       Duration=6000)
+    answer = poll(api, submit(api, body)["TaskId"], session_id)
+    assert answer["ErrorCode"] == 5, answer
+    assert damaged in answer["ErrorMessage"] and answer["ErrorMessage"].startswith("ready to download; skipped")
+    assert abs(answer["LackLength"] - 2000) <= 40, answer
+    clip = fetch_clip(s3, answer, tmp_path)
+    assert mediagen.first_stamp(clip) == (4, 0)
+    with av.open(clip) as container:
+        seconds = sorted({mediagen.read_second(frame) for frame in container.decode(video=0)})
+    assert seconds == [4, 5, 8, 9], "the damaged 6–8 s are left out, the rest is there"

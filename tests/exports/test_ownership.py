@@ -72,3 +72,23 @@ def test_a_clip_never_replaces_an_object_this_export_did_not_write(api, s3, sess
     after = s3.head_object(Bucket=settings.EXPORT_DEFAULT_BUCKET, Key=f"export/{peer}/{name}.ts")
     assert after["ETag"] == first["ETag"], "alice's clip is untouched"
     assert after["Metadata"]["resourced-export"] == answers["alice"]["TaskId"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_getthumbnail_of_the_same_frame_is_each_users_own(api, sessions, celery_worker, uploaded_recordings):
+    from exports.models import Thumbnail
+    from imgbed.models import Image
+    from tests.exports.test_getthumbnail import poll_thumbnail
+
+    live_path = uploaded_recordings("dash-own", "dash", duration_s=8, template="timeline")
+    answers = {}
+    for user in ("alice", "bob"):
+        body = {"StartPos": ORIGIN_MS + 2000, "StartTime": "0", "LivePath": live_path, "SessionId": sessions[user]}
+        answers[user] = poll_thumbnail(api, body)
+        assert answers[user]["ErrorCode"] == 0, answers[user]
+    assert answers["alice"]["ImagePath"] != answers["bob"]["ImagePath"], "bob is not answered alice's image"
+    assert answers["bob"]["ImagePath"].endswith(f"_{ORIGIN_MS + 2000}_1.jpg")  # the next free name
+    assert sorted(Thumbnail.objects.values_list("userid", flat=True)) == ["alice@example.com", "bob@example.com"]
+    for user, answer in answers.items():
+        path, name = answer["ImagePath"].strip("/").rsplit("/", 1)
+        assert Image.objects.get(path=path, filename=name).owner == f"{user}@example.com"

@@ -147,7 +147,7 @@ def test_a_bad_session_header_is_refused_before_the_body(server, prefix, stored)
     request_head = head(server, prefix, length=300 * 1024 * 1024, X_Session_Id="not-a-session")
     status, answer = send_part_then_answer(server, request_head, b"x" * 16384)
     assert status == 401
-    assert answer == {"ErrorCode": 3, "ErrorMessage": "SessionId: unknown or expired", "FailedFiles": []}
+    assert answer == {"ErrorCode": 3, "ErrorMessage": "SessionId: unknown or expired", "FailedFiles": [], "Failures": []}
     assert stored() == ([], 0)
 
 

@@ -1,17 +1,27 @@
 """The media engine on recordings made by real packagers (tests/corpus.py): every recording is
 read, a clip is selected, "downloaded" as the export pipeline does (each Part of the selection,
-byte ranges included, into its own file), cut (keyframe mode) and encoded (H.264), and the
-result is checked the way a viewer would see it: which frame comes first (the stamps of
-tests/mediagen.py), how long it lasts, audio and video both there and starting together, and
-every frame decoding."""
+byte ranges and AES-128 keys included, into its own file), cut (keyframe and accurate modes)
+and encoded (H.264), to MPEG-TS and to MP4, and the result is checked the way a viewer would see
+it: which frame comes first (the stamps of tests/mediagen.py), how long it lasts, audio and video
+both there, starting and ending together, and every frame decoding."""
 import inspect
 import itertools
 import os
+from pathlib import Path
 
 import av
 import pytest
 
-from exports.media import cut_clip, encode_selection, load_recording, select_segments
+from exports.media import (
+    KeyUnavailable,
+    MediaError,
+    cut_clip,
+    encode_selection,
+    lack_length,
+    load_recording,
+    select_segments,
+)
+from exports.media._decrypt import EncryptedFile
 from tests import corpus, mediagen
 
 NAMES = list(corpus.ENTRIES)
@@ -22,19 +32,19 @@ CLIP_MS = 3000
 # a start inside a GOP (the clip also crosses a segment boundary, and the Period boundary of the
 # multi-period recording at 6 s), and a start on a GOP boundary
 STARTS = {"mid-gop": 5080.0, "gop-boundary": 4000.0}
+CONTAINERS = ["ts", "mp4"]
 KEYFRAME_MODE = "mode" in inspect.signature(cut_clip).parameters
+# recordings that change packaging at 6 s (MPEG-TS / fMP4), and recordings encrypted with AES-128
+SWITCHING = ["edited-hls-mixed", "edited-hls-mixed-fmp4-first", "edited-hls-mixed-stale-map"]
+ENCRYPTED = ["ffmpeg-hls-aes", "edited-hls-aes-iv-none", "ffmpeg-hls-aes-single", "edited-hls-aes-ranges",
+             "ffmpeg-hls-aes-rekey"]
+# the recording in the clear packaged like each encrypted one: the same segments or byte ranges
+CLEAR_TWIN = {"ffmpeg-hls-aes": "ffmpeg-hls-ts", "edited-hls-aes-iv-none": "ffmpeg-hls-ts",
+              "ffmpeg-hls-aes-single": "ffmpeg-hls-single", "edited-hls-aes-ranges": "ffmpeg-hls-ts",
+              "ffmpeg-hls-aes-rekey": "ffmpeg-hls-ts"}
 
-# what still fails, and why
-MIXED_PACKAGING = (
-    "MPEG-TS segments then fMP4 segments in one track: _source reads each run with its own demuxer, "
-    "but the writers and decoders use the first run's streams for every packet; packets of the other "
-    "packaging are not converted (H.264: Annex B vs length-prefixed + avcC, which only the accurate cut "
-    "converts per source stream; AAC: ADTS vs raw + AudioSpecificConfig, which none converts)")
-KNOWN_FAILURES = {
-    ("edited-hls-mixed", "keyframe"): MIXED_PACKAGING,
-    ("edited-hls-mixed", "accurate"): MIXED_PACKAGING,
-    ("edited-hls-mixed", "encode"): MIXED_PACKAGING,
-}
+# what still fails, and why: (name, test) -> reason
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def names_for(test: str) -> list:
@@ -89,10 +99,10 @@ def load(name: str):
     return b, bucket, rec
 
 
-def cut_keyframe(selection, files, out_path):
+def cut_keyframe(selection, files, out_path, container="ts"):
     if KEYFRAME_MODE:
-        return cut_clip(selection=selection, files=files, out_path=out_path, mode="keyframe")
-    return cut_clip(selection=selection, files=files, out_path=out_path, accurate=False)
+        return cut_clip(selection=selection, files=files, out_path=out_path, container=container, mode="keyframe")
+    return cut_clip(selection=selection, files=files, out_path=out_path, container=container, accurate=False)
 
 
 # --------------------------------------------------------------------------- what a viewer sees
@@ -101,25 +111,28 @@ def frame_index(stamp: tuple[int, int]) -> int:
 
 
 def viewed(path: str) -> dict:
-    """Decode everything: stamps of the video frames (presentation order), first timestamps and
-    durations of both streams."""
-    out = {"stamps": [], "video_start": None, "audio_start": None, "audio_ms": 0.0, "audio_frames": 0}
+    """Decode everything: stamps of the video frames (presentation order), where both streams start
+    and end (the frames presented: an MP4 edit list hides the audio pre-roll) and how long the
+    audio lasts."""
+    out = {"stamps": [], "video_start": None, "audio_start": None, "video_end": None, "audio_end": None,
+           "audio_ms": 0.0, "audio_frames": 0}
     with av.open(path) as c:
         assert c.streams.video, "no video stream"
         assert c.streams.audio, "no audio stream"
         vs, as_ = c.streams.video[0], c.streams.audio[0]
         frames = []
         for packet in c.demux(vs, as_):
-            if packet.pts is not None:
-                t = float(packet.pts * packet.time_base) * 1000.0
-                key = "video_start" if packet.stream is vs else "audio_start"
-                out[key] = t if out[key] is None else min(out[key], t)
             for frame in packet.decode():  # raises on a frame that does not decode
+                start = float(frame.pts * frame.time_base) * 1000.0
                 if packet.stream is vs:
                     frames.append((frame.pts, mediagen.read_stamp(frame)))
+                    kind, end = "video", start + FRAME_MS
                 else:
                     out["audio_frames"] += 1
                     out["audio_ms"] += frame.samples * 1000.0 / frame.sample_rate
+                    kind, end = "audio", start + frame.samples * 1000.0 / frame.sample_rate
+                out[f"{kind}_start"] = min(start, out[f"{kind}_start"] if out[f"{kind}_start"] is not None else start)
+                out[f"{kind}_end"] = max(end, out[f"{kind}_end"] if out[f"{kind}_end"] is not None else end)
         out["stamps"] = [s for _, s in sorted(frames)]
     return out
 
@@ -131,6 +144,7 @@ def check_viewable(v: dict, *, frames: int) -> None:
     assert idx == list(range(idx[0], idx[0] + len(idx))), f"frames are not consecutive: {stamps}"
     assert v["audio_frames"] and abs(v["audio_ms"] - len(stamps) * FRAME_MS) <= 2.5 * AUDIO_FRAME_MS + FRAME_MS
     assert abs(v["audio_start"] - v["video_start"]) <= AUDIO_FRAME_MS + 1, (v["audio_start"], v["video_start"])
+    assert abs(v["audio_end"] - v["video_end"]) <= AUDIO_FRAME_MS + 1, (v["audio_end"], v["video_end"])
 
 
 # --------------------------------------------------------------------------- tests
@@ -151,16 +165,18 @@ def test_recording_is_read(name):
             assert all(s.byte_range is not None for s in segs)
 
 
+@pytest.mark.parametrize("container", CONTAINERS)
 @pytest.mark.parametrize("where", list(STARTS))
 @pytest.mark.parametrize("name", names_for("keyframe"))
-def test_keyframe_cut(name, where, tmp_path):
+def test_keyframe_cut(name, where, container, tmp_path):
     _b, bucket, rec = load(name)
     start = STARTS[where]
     sel = select_segments(rec, start, start + CLIP_MS)
     assert sel.lack_ms == 0
     files = bucket.download(sel, str(tmp_path / "files"))
-    info = cut_keyframe(sel, files, str(tmp_path / "clip.ts"))
-    v = viewed(str(tmp_path / "clip.ts"))
+    clip = str(tmp_path / f"clip.{container}")
+    info = cut_keyframe(sel, files, clip, container)
+    v = viewed(clip)
     first = v["stamps"][0]
     # the keyframe at or before the start (GOPs start on even seconds; the recording's first
     # frame may sit up to a frame after recording time 0)
@@ -174,16 +190,18 @@ def test_keyframe_cut(name, where, tmp_path):
     assert abs(info.duration_ms - expected_frames * FRAME_MS) <= FRAME_MS
 
 
+@pytest.mark.parametrize("container", CONTAINERS)
 @pytest.mark.parametrize("where", list(STARTS))
 @pytest.mark.parametrize("name", names_for("encode"))
-def test_encode_selection(name, where, tmp_path):
+def test_encode_selection(name, where, container, tmp_path):
     _b, bucket, rec = load(name)
     start = STARTS[where]
     sel = select_segments(rec, start, start + CLIP_MS)
     files = bucket.download(sel, str(tmp_path / "files"))
-    info = encode_selection(selection=sel, files=files, out_path=str(tmp_path / "clip.ts"), codec="h264",
+    clip = str(tmp_path / f"clip.{container}")
+    info = encode_selection(selection=sel, files=files, out_path=clip, codec="h264", container=container,
                             preset="ultrafast")
-    v = viewed(str(tmp_path / "clip.ts"))
+    v = viewed(clip)
     # exactly the frame presented at the start
     n = int(start // FRAME_MS)
     assert v["stamps"][0] == (n // corpus.PARAMS["fps"], n % corpus.PARAMS["fps"])
@@ -193,15 +211,17 @@ def test_encode_selection(name, where, tmp_path):
 
 
 @pytest.mark.skipif(not KEYFRAME_MODE, reason="cut_clip has no mode parameter yet")
+@pytest.mark.parametrize("container", CONTAINERS)
 @pytest.mark.parametrize("name", names_for("accurate"))
-def test_accurate_cut(name, tmp_path):
+def test_accurate_cut(name, container, tmp_path):
     """The default copy export: exact first frame, partial GOPs re-encoded."""
     _b, bucket, rec = load(name)
     start = STARTS["mid-gop"]
     sel = select_segments(rec, start, start + CLIP_MS)
     files = bucket.download(sel, str(tmp_path / "files"))
-    info = cut_clip(selection=sel, files=files, out_path=str(tmp_path / "clip.ts"), mode="accurate")
-    v = viewed(str(tmp_path / "clip.ts"))
+    clip = str(tmp_path / f"clip.{container}")
+    info = cut_clip(selection=sel, files=files, out_path=clip, container=container, mode="accurate")
+    v = viewed(clip)
     n = int(start // FRAME_MS)
     assert v["stamps"][0] == (n // corpus.PARAMS["fps"], n % corpus.PARAMS["fps"])
     check_viewable(v, frames=round(CLIP_MS / FRAME_MS))
@@ -222,7 +242,8 @@ def test_byte_ranges_fetch_only_the_clip(name, tmp_path):
     bucket.download(sel, str(tmp_path / "files"))
     fetched = bucket.bytes - manifest_bytes
     media = sel.media_bytes()
-    assert media is not None and fetched - before == media
+    keys = sum(os.path.getsize(os.path.join(b.root, k)) for k in sel.decryption_keys())  # AES-128: 16 B each
+    assert media is not None and fetched - before == media + keys
     assert fetched <= 1.05 * media, (fetched, media)
     whole = sum(os.path.getsize(os.path.join(b.root, k)) for k in {p.key for p in sel.parts()})
     assert fetched < 0.6 * whole, (fetched, whole)
@@ -282,3 +303,156 @@ def test_gstreamer_audio_in_video_mp2t_is_audio():
     assert [t.kind for t in rec.tracks] == ["video", "audio"]
     assert rec.tracks[1].segments[0].key.endswith("audio_0_1.ts")
 
+
+
+# --------------------------------------------------------------------------- packaging switches
+@pytest.mark.parametrize("name", SWITCHING + ENCRYPTED)
+def test_whole_recording_is_one_timeline(name, tmp_path):
+    """Every frame of the recording, in order, once: timestamps continue across the switch of
+    packaging (a discontinuity: the two sides' media times are 1000 s apart), across keys and
+    across the segments in the clear."""
+    _b, bucket, rec = load(name)
+    sel = select_segments(rec, 0, rec.duration_ms)
+    files = bucket.download(sel, str(tmp_path / "files"))
+    info = cut_clip(selection=sel, files=files, out_path=str(tmp_path / "clip.mp4"), container="mp4")
+    v = viewed(str(tmp_path / "clip.mp4"))
+    assert v["stamps"][0] == (0, 0)
+    check_viewable(v, frames=round(rec.duration_ms / FRAME_MS))
+    assert abs(info.duration_ms - rec.duration_ms) <= FRAME_MS
+
+
+@pytest.mark.parametrize("name", SWITCHING)
+def test_clips_cross_the_packaging_switch(name):
+    """The clips of the tests above take segments of both packagings."""
+    _b, _bucket, rec = load(name)
+    for start in STARTS.values():
+        segments = select_segments(rec, start, start + CLIP_MS).tracks[0].segments
+        assert {s.key.rsplit(".", 1)[1] for s in segments} == {"ts", "m4s"}
+
+
+# --------------------------------------------------------------------------- AES-128
+@pytest.mark.parametrize("name", ENCRYPTED)
+def test_encrypted_parts_follow_their_keys(name):
+    """Each encrypted part is downloaded after its key."""
+    _b, _bucket, rec = load(name)
+    sel = select_segments(rec, 0, rec.duration_ms)
+    names = sel.keys()
+    encrypted = [p for p in sel.parts() if p.encryption is not None]
+    assert encrypted and sel.decryption_keys()
+    for part in encrypted:
+        assert names.index(part.encryption.key) < names.index(part.name)
+    clear = [s.start_ms for s in rec.tracks[0].segments if s.encryption is None]
+    assert clear == ([6000.0, 8000.0, 10000.0] if name == "edited-hls-aes-iv-none" else [])
+
+
+@pytest.mark.parametrize("name", ENCRYPTED)
+def test_decrypted_parts_are_the_clear_recordings(name, tmp_path):
+    """Decrypted with the key and IV the playlist gives (the IV attribute, else the segment's media
+    sequence number), each segment or byte range holds the bytes of the same segment of the clear
+    recording packaged alike: a wrong IV, which only changes the first 16 bytes, shows."""
+    _b, bucket, rec = load(name)
+    _c, clear_bucket, clear_rec = load(CLEAR_TWIN[name])
+    files = bucket.download(select_segments(rec, 0, rec.duration_ms), str(tmp_path / "files"))
+    clear = {s.number: s for s in clear_rec.tracks[0].segments}
+    for s in rec.tracks[0].segments:
+        twin = clear[s.number]
+        expected = clear_bucket.fetch_range(twin.key, *twin.byte_range) if twin.byte_range else clear_bucket.fetch(twin.key)
+        if s.encryption is None:
+            assert bucket.fetch(s.key) == expected
+            continue
+        key = bucket.fetch(s.encryption.key)
+        with EncryptedFile(files[s.name], key, s.encryption.iv, s.name).open() as f:
+            assert f.read() == expected, s.name
+
+
+def test_keys_rotated_while_packaging_are_each_used():
+    _b, bucket, rec = load("ffmpeg-hls-aes-rekey")
+    keys = select_segments(rec, 0, rec.duration_ms).decryption_keys()
+    assert len(keys) >= 2, keys
+    assert all(bucket.fetch(k) != bucket.fetch(keys[0]) for k in keys[1:])
+
+
+def test_encrypted_segment_reads_like_its_plaintext():
+    """Decrypted as it is read, from anywhere: the same bytes as decrypting the whole segment."""
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    b, bucket, rec = load("ffmpeg-hls-aes")
+    segment = rec.tracks[0].segments[1]
+    key = bucket.fetch(segment.encryption.key)
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(segment.encryption.iv)).decryptor()
+    unpadder = padding.PKCS7(128).unpadder()
+    plain = unpadder.update(decryptor.update(bucket.fetch(segment.key)) + decryptor.finalize()) + unpadder.finalize()
+    assert all(plain[i] == 0x47 for i in range(0, len(plain), 188))  # MPEG-TS packets
+    encrypted = EncryptedFile(os.path.join(b.root, segment.key), key, segment.encryption.iv, segment.name)
+    assert encrypted.size == len(plain)
+    with encrypted.open() as f:
+        assert f.read() == plain
+        for at, n in ((0, 5), (15, 2), (16, 16), (1000, 3000), (len(plain) - 7, 100), (len(plain), 10)):
+            f.seek(at)
+            assert f.read(n) == plain[at:at + n], (at, n)
+
+
+@pytest.mark.parametrize("how", ["keyframe", "accurate", "encode"])
+def test_a_missing_key_is_named(how, tmp_path):
+    """A key object that is not there: the engine names it (the export answers -5 with its name);
+    every segment it decrypts lacks."""
+    _b, bucket, rec = load("ffmpeg-hls-aes")
+    sel = select_segments(rec, STARTS["mid-gop"], STARTS["mid-gop"] + CLIP_MS)
+    files = bucket.download(sel, str(tmp_path / "files"))
+    key = "ffmpeg-hls-aes/aes.key"
+    assert sel.decryption_keys() == [key]
+    os.remove(files.pop(key))
+    out = str(tmp_path / "clip.ts")
+    with pytest.raises(KeyUnavailable, match=key) as raised:
+        if how == "encode":
+            encode_selection(selection=sel, files=files, out_path=out, codec="h264", preset="ultrafast")
+        else:
+            cut_clip(selection=sel, files=files, out_path=out, mode=how)
+    assert raised.value.key == key
+    assert not os.path.exists(out)
+    assert lack_length(sel, [key]) == CLIP_MS
+
+
+def test_a_wrong_key_is_refused(tmp_path):
+    _b, bucket, rec = load("ffmpeg-hls-aes")
+    sel = select_segments(rec, STARTS["mid-gop"], STARTS["mid-gop"] + CLIP_MS)
+    files = bucket.download(sel, str(tmp_path / "files"))
+    with open(files["ffmpeg-hls-aes/aes.key"], "wb") as f:
+        f.write(bytes(range(16)))
+    with pytest.raises(MediaError, match="does not decrypt with its AES-128 key"):
+        cut_clip(selection=sel, files=files, out_path=str(tmp_path / "clip.ts"))
+
+
+def test_encrypted_fmp4_and_its_map(tmp_path):
+    """fMP4 segments and their EXT-X-MAP encrypted with AES-128 (the MAP with the IV its EXT-X-KEY
+    gives), made here from ffmpeg's fMP4 recording: ffmpeg 5 does not encrypt fMP4."""
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    source = built("ffmpeg-hls-fmp4")
+    root = tmp_path / "bucket"
+    (root / "rec").mkdir(parents=True)
+    key, iv = bytes(range(16)), (42).to_bytes(16, "big")
+    (root / "rec/k.key").write_bytes(key)
+    for name in os.listdir(source.dir):
+        if name.endswith((".mp4", ".m4s")):
+            padder = padding.PKCS7(128).padder()
+            plain = padder.update(Path(source.dir, name).read_bytes()) + padder.finalize()
+            encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+            (root / "rec" / name).write_bytes(encryptor.update(plain) + encryptor.finalize())
+    playlist = Path(source.dir, "index.m3u8").read_text().replace(
+        "#EXTM3U\n", '#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="k.key",IV=0x2A\n', 1)
+    (root / "rec/index.m3u8").write_text(playlist)
+
+    bucket = Bucket(str(root))
+    rec = load_recording(bucket.fetch, "rec/index.m3u8")
+    assert rec.tracks[0].init.encryption is not None
+    start = STARTS["mid-gop"]
+    sel = select_segments(rec, start, start + CLIP_MS)
+    files = bucket.download(sel, str(tmp_path / "files"))
+    cut_clip(selection=sel, files=files, out_path=str(tmp_path / "clip.mp4"), container="mp4")
+    v = viewed(str(tmp_path / "clip.mp4"))
+    n = int(start // FRAME_MS)
+    assert v["stamps"][0] == (n // corpus.PARAMS["fps"], n % corpus.PARAMS["fps"])
+    check_viewable(v, frames=round(CLIP_MS / FRAME_MS))

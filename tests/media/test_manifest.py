@@ -4,6 +4,7 @@ import struct
 import pytest
 
 from exports.media import (
+    Encryption,
     ManifestError,
     MediaError,
     Part,
@@ -333,7 +334,8 @@ def test_load_recording_sniffs_content():
     assert rec.kind == "dash"
 
 
-@pytest.mark.parametrize("text", [b"", b"\x00\x01garbage", b"#EXTM3U\nseg.ts\n", b'#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="k"\n#EXTINF:2,\na.ts\n'])
+@pytest.mark.parametrize("text", [b"", b"\x00\x01garbage", b"#EXTM3U\nseg.ts\n",
+                                  b'#EXTM3U\n#EXT-X-KEY:METHOD=SAMPLE-AES,URI="k"\n#EXTINF:2,\na.ts\n'])
 def test_garbage_playlists_raise_manifest_error(text):
     with pytest.raises(ManifestError):
         load_recording(lambda k: text, "x/index.m3u8")
@@ -797,6 +799,98 @@ def test_hls_gap_counts_into_lack_length():
                      base_dir="")
     sel = select_segments(rec, 1000, 5000)
     assert sel.keys() == ["a.ts", "c.ts"] and sel.lack_ms == 2000 and lack_length(sel, ["c.ts"]) == 3000
+
+
+# --------------------------------------------------------------------------- HLS AES-128
+HLS_AES = """#EXTM3U
+#EXT-X-MEDIA-SEQUENCE:7
+#EXT-X-KEY:METHOD=AES-128,URI="keys/k1.key",IV=0x0102
+#EXTINF:2,
+a.ts
+#EXT-X-KEY:METHOD=AES-128,URI="../shared/k2.key",KEYFORMAT="identity"
+#EXTINF:2,
+b.ts
+#EXT-X-GAP
+#EXTINF:2,
+gap.ts
+#EXTINF:2,
+#EXT-X-BYTERANGE:1000@0
+all.ts
+#EXTINF:2,
+#EXT-X-BYTERANGE:1000
+all.ts
+#EXT-X-KEY:METHOD=NONE
+#EXTINF:2,
+clear.ts
+#EXT-X-KEY:METHOD=AES-128,URI="https://keys.example.com/rec/k3.key",IV=0X000000000000000000000000000000fF
+#EXTINF:2,
+e.ts
+#EXT-X-ENDLIST
+"""
+
+
+def iv(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
+def test_hls_aes_128_keys_and_ivs_per_segment():
+    """The key URI is resolved like a segment's; without IV, the IV is the segment's media sequence
+    number (EXT-X-GAP segments count, byte ranges too); METHOD=NONE ends the encryption."""
+    (track,) = parse_m3u8(HLS_AES, base_dir="rec/hls").tracks
+    assert [(s.key, s.number, s.encryption) for s in track.segments] == [
+        ("rec/hls/a.ts", 7, Encryption("rec/hls/keys/k1.key", iv(0x0102))),
+        ("rec/hls/b.ts", 8, Encryption("rec/shared/k2.key", iv(8))),
+        ("rec/hls/all.ts", 10, Encryption("rec/shared/k2.key", iv(10))),
+        ("rec/hls/all.ts", 11, Encryption("rec/shared/k2.key", iv(11))),
+        ("rec/hls/clear.ts", 12, None),
+        ("rec/hls/e.ts", 13, Encryption("rec/k3.key", iv(0xFF))),
+    ]
+    assert track.segments[3].part == Part("rec/hls/all.ts", (1000, 1999), Encryption("rec/shared/k2.key", iv(11)))
+
+
+def test_hls_aes_128_keys_are_downloaded_before_what_they_decrypt():
+    rec = parse_m3u8(HLS_AES, base_dir="r")
+    sel = select_segments(rec, 0, rec.duration_ms)
+    assert sel.keys() == ["r/keys/k1.key", "r/a.ts", "shared/k2.key", "r/b.ts", "r/all.ts@0-999", "r/all.ts@1000-1999",
+                          "r/clear.ts", "rec/k3.key", "r/e.ts"]
+    assert sel.decryption_keys() == ["r/keys/k1.key", "shared/k2.key", "rec/k3.key"]
+    ranged = select_segments(rec, 6000, 10000)
+    assert ranged.keys() == ["shared/k2.key", "r/all.ts@0-999", "r/all.ts@1000-1999"]
+    assert ranged.media_bytes() == 2000  # the media, not the key
+    # a segment whose key is missing lacks, as one whose file is missing
+    assert lack_length(sel, ["shared/k2.key"]) == 2000 + 2000 + 2000 + 2000  # b, the gap, both ranges
+    assert lack_length(ranged, ["r/all.ts@0-999"]) == 2000
+
+
+def test_hls_aes_128_map_is_encrypted_with_the_key_in_effect():
+    rec = parse_m3u8('#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="k",IV=0x1\n#EXT-X-MAP:URI="init.mp4"\n'
+                     '#EXTINF:2,\n0.m4s\n#EXTINF:2,\n1.m4s\n', base_dir="r")
+    (track,) = rec.tracks
+    assert track.init == Part("r/init.mp4", None, Encryption("r/k", iv(1)))
+    assert select_segments(rec, 0, 4000).keys() == ["r/k", "r/init.mp4", "r/0.m4s", "r/1.m4s"]
+
+
+def test_hls_aes_128_key_of_a_variant_is_relative_to_the_variant():
+    files = {
+        "rec/master.m3u8": b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nhi/index.m3u8\n",
+        "rec/hi/index.m3u8": b'#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="key.bin"\n#EXTINF:2,\n0.ts\n#EXT-X-ENDLIST\n',
+    }
+    rec = load_recording(files.__getitem__, "rec/master.m3u8")
+    assert rec.tracks[0].segments[0].encryption == Encryption("rec/hi/key.bin", iv(0))
+
+
+@pytest.mark.parametrize("tag", [
+    '#EXT-X-KEY:METHOD=SAMPLE-AES,URI="k"',
+    '#EXT-X-KEY:METHOD=AES-128',
+    '#EXT-X-KEY:METHOD=AES-128,URI="k",IV=0xZZ',
+    '#EXT-X-KEY:METHOD=AES-128,URI="k",IV=12',
+    f'#EXT-X-KEY:METHOD=AES-128,URI="k",IV=0x{"1" * 33}',
+    '#EXT-X-KEY:METHOD=AES-128,URI="skd://k",KEYFORMAT="com.apple.streamingkeydelivery"',
+    '#EXT-X-KEY:METHOD=AES-128,URI="k"\n#EXT-X-MAP:URI="init.mp4"',  # an encrypted MAP needs an IV
+])
+def test_hls_unsupported_or_bad_keys_raise(tag):
+    with pytest.raises(ManifestError):
+        parse_m3u8(f"#EXTM3U\n{tag}\n#EXTINF:2,\na.ts\n", base_dir="")
 
 
 # --------------------------------------------------------------------------- Part / Segment / Selection

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from restore import callbacks as http_callbacks
-from restore.callbacks import address_problem, resolve_checked, verify_signature
+from resourced.callbacks import http as http_callbacks
+from resourced.callbacks.http import address_problem, resolve_checked, verify_signature
 from restore.models import Callback, CallbackDelivery, RestoreJob
 from restore.services import callback_create, callback_deliver, callback_redeliver, restore_job_create
 from tests.restore.conftest import CALLBACK_RETRY_SECONDS

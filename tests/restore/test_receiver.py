@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from restore.callbacks import signature, verify_signature
+from resourced.callbacks.http import signature, verify_signature
 from restore.models import ReceivedCallback
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,7 @@
 """Signed client callbacks: the signature, the SSRF guard, and one HTTP attempt.
 
-No ORM here: ``restore.services`` records attempts and decides retries. This module knows HTTP.
+No ORM here: ``resourced.callbacks.delivery`` records attempts and decides retries. This module
+knows HTTP.
 
 Signature (docs/api.md §3): ``X-Resourced-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 "<t>.<delivery id>.<body>">`` with the callback secret, where ``X-Resourced-Delivery`` carries the
@@ -85,6 +86,26 @@ def verify_signature(body: bytes, header: str | None, *, delivery_id: str, secre
     if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
         raise SignatureError(f"{SIGNATURE_HEADER}: does not match the body and the delivery id")
     return timestamp
+
+
+# --- The URL a client gives ----------------------------------------------------------------------
+
+MAX_URL_LENGTH = 2048
+
+
+def url_problem(value: str) -> str | None:
+    """Why `value` cannot be a callback URL (said to the client at submit), or None. Where it
+    points is checked at each delivery (the SSRF guard): a name's addresses change."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import URLValidator
+
+    if len(value) > MAX_URL_LENGTH:
+        return f"at most {MAX_URL_LENGTH} characters"
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except ValidationError:
+        return "must be an http:// or https:// URL"
+    return None
 
 
 # --- SSRF guard -------------------------------------------------------------------------------
