@@ -146,9 +146,25 @@ def test_production_settings_refuse_to_load_without_a_metrics_token(tmp_path, to
     assert started.returncode == 0 and started.stdout.strip() == "'t0ken'", started.stderr[-2000:]
 
 
+def multiprocess_env(folder) -> dict:
+    return dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(folder), DJANGO_SETTINGS_MODULE="resourced.settings.test")
+
+
+def scrape_in_another_process(env: dict) -> str:
+    """What /metrics answers from the multiprocess folder of `env` (request metrics only)."""
+    scrape_code = (
+        "import django; django.setup();"
+        "from prometheus_client import generate_latest; from resourced import metrics;"
+        "metrics.database_collector.collect = lambda: iter(());"
+        "print(generate_latest(metrics.registry()).decode())"
+    )
+    return subprocess.run([sys.executable, "-c", scrape_code], cwd=ROOT, env=env, check=True, timeout=60,
+                          capture_output=True, text=True).stdout
+
+
 def test_request_metrics_add_up_across_processes(tmp_path):
     """Two processes (as gunicorn's workers) count into one folder; a scrape sums them."""
-    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="resourced.settings.test")
+    env = multiprocess_env(tmp_path)
     count = (
         "import django; django.setup();"
         "from django.test import Client; c = Client();"
@@ -156,14 +172,7 @@ def test_request_metrics_add_up_across_processes(tmp_path):
     )
     for n in (2, 3):
         subprocess.run([sys.executable, "-c", count.format(n=n)], cwd=ROOT, env=env, check=True, timeout=60)
-    scrape_code = (
-        "import django; django.setup();"
-        "from prometheus_client import generate_latest; from resourced import metrics;"
-        "metrics.database_collector.collect = lambda: iter(());"
-        "print(generate_latest(metrics.registry()).decode())"
-    )
-    out = subprocess.run([sys.executable, "-c", scrape_code], cwd=ROOT, env=env, check=True, timeout=60,
-                         capture_output=True, text=True).stdout
+    out = scrape_in_another_process(env)
     totals = {
         tuple(sorted(s.labels.items())): s.value
         for family in text_string_to_metric_families(out) for s in family.samples
@@ -176,21 +185,14 @@ def test_request_metrics_add_up_across_processes(tmp_path):
 def test_other_processes_metrics_in_the_folder_stay_out(tmp_path):
     """Flower (and the workers) set up Django too, so they share the multiprocess folder; Flower's
     own counters written there must not leak into the web's /metrics."""
-    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="resourced.settings.test")
+    env = multiprocess_env(tmp_path)
     as_flower = ("from prometheus_client import Counter, Gauge;"
                  "Counter('flower_events', 'events', ['task']).labels('exports.download').inc();"
                  "Gauge('flower_worker_online', 'online', ['worker'], multiprocess_mode='all').labels('w').set(1)")
     subprocess.run([sys.executable, "-c", as_flower], cwd=ROOT, env=env, check=True, timeout=60)
     count = "import django; django.setup(); from django.test import Client; Client().get('/no/such/page')"
     subprocess.run([sys.executable, "-c", count], cwd=ROOT, env=env, check=True, timeout=60)
-    scrape_code = (
-        "import django; django.setup();"
-        "from prometheus_client import generate_latest; from resourced import metrics;"
-        "metrics.database_collector.collect = lambda: iter(());"
-        "print(generate_latest(metrics.registry()).decode())"
-    )
-    out = subprocess.run([sys.executable, "-c", scrape_code], cwd=ROOT, env=env, check=True, timeout=60,
-                         capture_output=True, text=True).stdout
+    out = scrape_in_another_process(env)
     names = {family.name for family in text_string_to_metric_families(out)}
     assert "resourced_http_requests" in names
     assert not [name for name in names if name.startswith("flower")], names

@@ -87,3 +87,12 @@ def poll(api, task_id: str, session_id: str, timeout: float = 120.0) -> dict:
             return body
         time.sleep(0.3)
     raise AssertionError(f"export {task_id} still processing after {timeout} s: {body}")
+
+
+def submit(api, body) -> dict:
+    """POST export-to-s3dir: the first answer, which must be ErrorCode 1 (accepted)."""
+    response = api.post("/resource/v1/i/export-to-s3dir", body, format="json")
+    assert response.status_code == 200, response.json()
+    answer = response.json()
+    assert answer["ErrorCode"] == 1, answer
+    return answer

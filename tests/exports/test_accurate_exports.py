@@ -14,8 +14,8 @@ import av
 import pytest
 
 from exports.media import ClipInfo
-from tests.exports.conftest import ORIGIN_MS, export_body, poll
-from tests.exports.test_export_pipeline import fetch_clip, submit
+from tests.exports.conftest import ORIGIN_MS, export_body, poll, submit
+from tests.exports.test_export_pipeline import fetch_clip
 from tests.media.conftest import ACCURATE_SOURCES
 from tests.media.test_accurate import (
     FRAME_MS,

@@ -11,18 +11,17 @@ from PIL import Image
 
 from exports.models import Export
 from tests import mediagen
-from tests.exports.conftest import ORIGIN_MS, export_body, poll, storage_info, upload_dir
+from tests.exports.conftest import (
+    ORIGIN_MS,
+    export_body,
+    poll,
+    storage_info,
+    submit,
+    upload_dir,
+)
 
 URL = "/resource/v1/i/export-to-s3dir"
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def submit(api, body) -> dict:
-    response = api.post(URL, body, format="json")
-    assert response.status_code == 200, response.json()
-    answer = response.json()
-    assert answer["ErrorCode"] == 1, answer
-    return answer
 
 
 def fetch_clip(s3, answer: dict, tmp_path: Path, bucket: str | None = None) -> str:

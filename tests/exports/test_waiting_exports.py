@@ -15,19 +15,11 @@ from django.conf import settings
 from exports.models import Export, Quota
 from tests import mediagen
 from tests.conftest import hold_restores_forever
-from tests.exports.conftest import export_body, upload_dir
+from tests.exports.conftest import export_body, submit, upload_dir
 
 URL = "/resource/v1/i/export-to-s3dir"
 pytestmark = pytest.mark.django_db(transaction=True)
 SOURCE = settings.SOURCE_DEFAULT_BUCKET
-
-
-def submit(api, body) -> dict:
-    response = api.post(URL, body, format="json")
-    assert response.status_code == 200, response.json()
-    answer = response.json()
-    assert answer["ErrorCode"] == 1, answer
-    return answer
 
 
 def get(api, task_id: str, session_id: str) -> dict:
