@@ -63,7 +63,9 @@ def one(kind: str, recdir: str, outdir: str, start_ms: float, duration_ms: float
         timings = {}
         t0 = time.perf_counter()
         recording = media.load_recording(lambda key: (rec_dir / key).read_bytes(), "manifest.mpd")
-        selection = media.select_segments(recording, start_ms, start_ms + duration_ms)
+        # a keyframe copy takes the audio from the keyframe before the start, as the service does
+        head = media.KEYFRAME_AUDIO_HEAD_MS if kind == "copy-keyframe" else 0.0
+        selection = media.select_segments(recording, start_ms, start_ms + duration_ms, audio_head_ms=head)
         files = {key: str(rec_dir / key) for key in selection.keys()}
         t1 = time.perf_counter()
         timings["select_s"] = t1 - t0

@@ -21,8 +21,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from exports import steps
-from exports.credentials import S3Credentials, decrypt_credentials, encrypt_credentials, parse_export_s3_key
+from exports import media, steps
+from exports.credentials import (
+    S3Credentials,
+    decrypt_credentials,
+    encrypt_credentials,
+    parse_export_s3_key,
+)
 from exports.errors import (
     ErrorCode,
     ExportError,
@@ -398,6 +403,12 @@ def ready_message(skipped: list[str]) -> str:
     return f"{READY}; skipped damaged segment{'s' if len(skipped) > 1 else ''} {named}"[:1024]
 
 
+def _audio_head_ms(export: Export) -> float:
+    """A keyframe copy starts on the keyframe before the start: its audio is fetched from there."""
+    keyframe_copy = export.export_type == Export.ExportType.COPY and export.cut_mode == Export.CutMode.KEYFRAME
+    return media.KEYFRAME_AUDIO_HEAD_MS if keyframe_copy else 0.0
+
+
 def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callable[[float], None]) -> dict:
     """Run one stage's step; returns the Export fields its result sets."""
     if stage.name == "download":
@@ -405,7 +416,8 @@ def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callab
             return steps.download(live_path=export.live_path, start_pos=export.start_pos,
                                   start_time_ms=export.start_time_ms, duration_ms=export.duration_ms,
                                   location=_source(export), paths=paths, restore=_restore_policy(export),
-                                  wait_for_live=wait_for_live, on_progress=progress)
+                                  wait_for_live=wait_for_live, audio_head_ms=_audio_head_ms(export),
+                                  on_progress=progress)
 
         try:
             result = download(wait_for_live=True)
@@ -423,7 +435,8 @@ def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callab
         if export.export_type != Export.ExportType.COPY:
             return {}  # a transcode decodes the segments itself in encode: nothing to cut first
         selection, files = steps.selection_in_work_dir(live_path=export.live_path, clip_start=export.clip_start_ms,
-                                                       duration_ms=export.duration_ms, paths=paths)
+                                                       duration_ms=export.duration_ms, paths=paths,
+                                                       audio_head_ms=_audio_head_ms(export))
         clip = steps.cut(selection=selection, files=files, paths=paths, container=export.export_format,
                          mode=export.cut_mode, on_progress=progress)
         return {"lead_ms": clip.lead_ms, "output_start_ms": clip.start_ms, "output_duration_ms": clip.duration_ms,
@@ -432,7 +445,8 @@ def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callab
         if export.export_type == Export.ExportType.COPY:
             return {}  # the cut is the clip
         selection, files = steps.selection_in_work_dir(live_path=export.live_path, clip_start=export.clip_start_ms,
-                                                       duration_ms=export.duration_ms, paths=paths)
+                                                       duration_ms=export.duration_ms, paths=paths,
+                                                       audio_head_ms=_audio_head_ms(export))
         clip = steps.encode(selection=selection, files=files, paths=paths, codec=_codec(export),
                             container=export.export_format, on_progress=progress)
         return {"output_start_ms": clip.start_ms, "output_duration_ms": clip.duration_ms, **_skipped(clip)}

@@ -154,7 +154,8 @@ class RestorePolicy:
 
 
 def download(*, live_path: str, start_pos: int, start_time_ms: int, duration_ms: int, location: S3Location,
-             paths: ExportPaths, restore: RestorePolicy, wait_for_live: bool, on_progress: Progress) -> Downloaded:
+             paths: ExportPaths, restore: RestorePolicy, wait_for_live: bool, audio_head_ms: float,
+             on_progress: Progress) -> Downloaded:
     """The manifest, then only the init and media segments that overlap the clip, in parallel.
 
     Raises SourceArchived when objects of the range are archived (after asking S3 to restore
@@ -168,7 +169,7 @@ def download(*, live_path: str, start_pos: int, start_time_ms: int, duration_ms:
     end = start + duration_ms
     if wait_for_live and recording.dynamic and end > recording.duration_ms:
         raise _not_recorded_yet(recording=recording, start_ms=start, end_ms=end, manifests=manifests)
-    selection = media.select_segments(recording, start, end)
+    selection = media.select_segments(recording, start, end, audio_head_ms=audio_head_ms)
     parts = selection.parts()  # what to fetch: each init / segment object, or only its byte range
     segment_keys = {s.name for t in selection.tracks for s in t.segments}
     if not segment_keys:
@@ -275,14 +276,14 @@ def _not_recorded_yet(*, recording: media.Recording, start_ms: float, end_ms: fl
         check_in_seconds=min(math.ceil(ready_in), settings.EXPORT_LIVE_CHECK_MAX_SECONDS), ready_in_seconds=ready_in)
 
 
-def selection_in_work_dir(*, live_path: str, clip_start: float, duration_ms: int,
-                          paths: ExportPaths) -> tuple[media.Selection, dict[str, str]]:
+def selection_in_work_dir(*, live_path: str, clip_start: float, duration_ms: int, paths: ExportPaths,
+                          audio_head_ms: float) -> tuple[media.Selection, dict[str, str]]:
     """The segment selection rebuilt on the worker from the manifests kept in the work dir, and
     the downloaded file of each of its keys."""
     recording = media.load_recording(
         lambda key: paths.local(key).read_bytes(), live_path,
         fetch_range=lambda key, first, last: paths.local(media.part_name(key, (first, last))).read_bytes())
-    selection = media.select_segments(recording, clip_start, clip_start + duration_ms)
+    selection = media.select_segments(recording, clip_start, clip_start + duration_ms, audio_head_ms=audio_head_ms)
     files = {key: str(paths.local(key)) for key in selection.keys() if paths.local(key).exists()}
     return selection, files
 
@@ -431,7 +432,7 @@ def frame_thumbnail(*, live_path: str, start_pos: int, start_time_ms: int, locat
     returns its ImagePath."""
     recording, _manifests = fetch_recording(live_path=live_path, location=location)
     position = clip_start_ms(recording=recording, start_pos=start_pos, start_time_ms=start_time_ms)
-    selection = media.select_segments(recording, position, position + 1)
+    selection = media.select_segments(recording, position, position + 1, lookahead_ms=0)
     if not any(t.segments for t in selection.tracks):
         raise ExportError(ErrorCode.NO_SUCH_RECORDING, f"not such dir: the recording has no media at {position:.0f} ms")
     # the picture only: the first (video or muxed) track

@@ -15,7 +15,7 @@ from .manifest import (
     parse_mpd,
     part_name,
 )
-from .select import Selection, lack_length, select_segments
+from .select import KEYFRAME_AUDIO_HEAD_MS, Selection, lack_length, select_segments
 
 __all__ = [
     "MediaError",
@@ -33,6 +33,7 @@ __all__ = [
     "parse_m3u8",
     "Selection",
     "select_segments",
+    "KEYFRAME_AUDIO_HEAD_MS",
     "lack_length",
 ]
 from ._common import ClipInfo, SkippedSegment

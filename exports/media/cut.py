@@ -83,8 +83,11 @@ def cut_clip(
     both ends are re-encoded (H.264 with libx264, HEVC with libx265, the source's picture
     format, colour properties, profile and level), the rest is copied.  Audio (copied) runs
     from the audio frame nearest the first video frame to the one nearest the end of the last.
-    mode="keyframe": stream copy from the keyframe at or before the start, up to the first video
-    packet whose decode time reaches the end.
+    mode="keyframe": stream copy from the keyframe at or before the start (without its leading
+    pictures) up to the shortest run of packets, in decode order, holding every frame presented
+    before the end and every frame presented before the last one it holds (see _copy: with
+    B-frames the clip may end a few frames after the end, never with a frame missing); audio up
+    to the end of the last video frame.
 
     Returned ClipInfo: start_ms = recording time of the clip's first frame (keyframe mode: of the
     keyframe); lead_ms = how far before the requested start that is (0 for accurate clips);
@@ -174,6 +177,9 @@ class _Writer:
         self.out = out
         self.ost = {"video": ovs, "audio": oas}
         self.base_ms = 0.0
+        # MP4: the first frame presented at 0 (the decode times before it negative: an edit list), as in
+        # accurate mode; MPEG-TS: decode times from 0
+        self.present_at_zero = out.format.name in ("mp4", "mov") or "mp4" in out.format.name.split(",")
         self.last_dts: dict[str, int] = {}
         self.first_pts: dict[str, float] = {}
         self.end_pts: dict[str, float] = {}
@@ -247,6 +253,19 @@ def _copy(sources, w, start_ms: float, end_ms: float, *, has_video: bool, progre
     start_ms (or after a hole the start lies in) up to end_ms into `w`; return the recording
     time where the output begins (the keyframe's pts; the first audio packet's without video).
 
+    Head: the keyframe's leading pictures (open GOP: presented before it, referencing the GOP
+    before) are dropped; the output begins with the keyframe.  ``w.base_ms`` (what recording
+    time becomes 0) is the first kept decode time, or, when ``w.present_at_zero`` is set (MP4),
+    the keyframe's presentation time (the reorder delay before it becomes negative decode times,
+    which the MP4 muxer signals with an edit list).
+
+    Tail (decided on presentation times): video packets are copied in decode order up to the
+    shortest prefix that holds every frame presented before end_ms and, with it, every frame
+    presented before the last one it holds (a frame presented at or after the end that a kept
+    frame references stays, with all the frames presented before it, so the clip may run a few
+    frames past the end but never skips one).  Audio: the packets from the keyframe's time
+    that start before the end of the last video frame kept (before end_ms without video).
+
     `w` is a _Writer, or anything with its interface (``write(Pkt)``, ``base_ms``, ``count``):
     encode_selection passes a sink that decodes the packets instead of muxing.
     """
@@ -256,32 +275,77 @@ def _copy(sources, w, start_ms: float, end_ms: float, *, has_video: bool, progre
     gop: list[Pkt] = []
     abuf: list[Pkt] = []
     done = {"video": not has_video, "audio": not any(s.astream is not None for s in sources)}
+    zero_pts = bool(getattr(w, "present_at_zero", False))
+    vstream = next((s.vstream for s in sources if s.vstream is not None), None)
+    rate = (vstream.average_rate or vstream.guessed_rate) if vstream is not None else None
+    frame_ms = 1000.0 / float(rate) if rate else 40.0
+    # tail state: video packets presented at / after the end waiting to be known needed, the
+    # latest presentation time copied (and its frame's end), audio waiting for the video's end
+    vpending: list[Pkt] = []
+    apending: list[Pkt] = []
+    v_last = float("-inf")
+    v_end: list[float] = []  # [end of the last video frame copied] once the video is done
+    a_limit = [end_ms]
 
     def commit() -> None:
         nonlocal committed, start_pts
         committed = True
         if has_video:
-            start_pts = gop[0].rt_pts
-            w.base_ms = min(p.rt_dts for p in gop)
+            key = gop[0]
+            start_pts = key.rt_pts
+            gop[:] = [key] + [q for q in gop[1:] if q.rt_pts >= key.rt_pts - _EPS_MS]  # leading pictures
+            w.base_ms = start_pts if zero_pts else min(p.rt_dts for p in gop)
         for p in sorted(gop + abuf, key=lambda q: q.rt_dts):
             emit(p)
         gop.clear()
         abuf.clear()
 
+    def write_video(p: Pkt) -> None:
+        nonlocal v_last
+        if progress is not None:
+            progress.at(p.rt_pts)
+        w.write(p)
+        if p.rt_pts > v_last:
+            v_last = p.rt_pts
+            v_end[:] = [p.rt_pts + (p.dur_ms or frame_ms)]
+
+    def finish_video() -> None:
+        done["video"] = True
+        vpending.clear()
+        if v_end:
+            a_limit[0] = v_end[0]
+        for a in apending:
+            if a.rt_pts < a_limit[0] - _EPS_MS:
+                w.write(a)
+        apending.clear()
+
     def emit(p: Pkt) -> None:
         if p.kind == "video":
-            if p.rt_dts >= end_ms - _EPS_MS:
-                done["video"] = True
+            if done["video"]:
                 return
-            if progress is not None:
-                progress.at(p.rt_pts)
+            if p.rt_dts >= end_ms - _EPS_MS and p.rt_dts >= v_last - _EPS_MS:
+                # everything from here on is presented after the end and after every frame kept
+                finish_video()
+                return
+            if p.rt_pts < end_ms - _EPS_MS or p.rt_pts < v_last - _EPS_MS:
+                for q in vpending:  # needed: referenced by p, or presented before it
+                    write_video(q)
+                vpending.clear()
+                write_video(p)
+            else:
+                vpending.append(p)
         else:
-            if p.rt_pts >= end_ms - _EPS_MS:
-                done["audio"] = True
+            if done["audio"]:
                 return
-            if p.rt_pts < w.base_ms or (has_video and p.rt_pts < start_pts - 0.5):
+            if p.rt_pts < w.base_ms - _EPS_MS or (has_video and p.rt_pts < start_pts - 0.5):
                 return
-        w.write(p)
+            if p.rt_pts >= a_limit[0] - _EPS_MS:
+                if has_video and not done["video"]:
+                    apending.append(p)  # (the video may end after end_ms)
+                else:
+                    done["audio"] = True
+                return
+            w.write(p)
 
     for p in merged:
         if committed:
@@ -315,6 +379,8 @@ def _copy(sources, w, start_ms: float, end_ms: float, *, has_video: bool, progre
                 emit(p)
     if not committed and gop:
         commit()
+    if has_video and not done["video"]:
+        finish_video()
     if not committed or not (w.count["video"] or w.count["audio"]):
         raise MediaError(
             f"no media data between {start_ms:.0f} ms and {end_ms:.0f} ms in the available segments"

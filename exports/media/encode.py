@@ -442,6 +442,7 @@ class _ClipEncoder:
                 self.oas.codec_context.time_base = Fraction(1, rate)
 
         self.zero_pts: int | None = None  # source pts (video tb) of the first kept frame
+        self.last_pts = 0  # pts (from zero_pts) of the last kept frame
         self.frames = 0
         self.video_done = False
         self.audio_done = False
@@ -471,6 +472,7 @@ class _ClipEncoder:
             self.zero_pts = frame.pts
             self._release_audio()
         frame.pts = frame.pts - self.zero_pts
+        self.last_pts = max(self.last_pts, frame.pts)
         frame.time_base = self.vtb
         frame.pict_type = av.video.frame.PictureType.NONE
         try:
@@ -555,7 +557,8 @@ class _ClipEncoder:
         first_ms = float((self.zero_pts - self.v0) * self.vtb) * 1000.0 if self.zero_pts is not None else 0.0
         return ClipInfo(
             path=out_path,
-            duration_ms=self.frames * frame_ms if self.frames else 0.0,
+            # first frame to the end of the last (as cut_clip; a hole in the timeline is kept in the file)
+            duration_ms=round(float(self.last_pts * self.vtb) * 1000.0 + frame_ms, 3) if self.frames else 0.0,
             video_codec="hevc" if self.enc_name in ("libx265", "hevc_nvenc") else "h264",
             audio_codec=("aac" if self.audio_packets else None),
             width=self.ovs.width,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from exports.media import Part, load_recording, select_segments
+from exports.media import KEYFRAME_AUDIO_HEAD_MS, Part, load_recording, select_segments
 from exports.models import Export
 from tests import corpus, mediagen
 from tests.exports.conftest import export_body, poll, upload_dir
@@ -65,12 +65,13 @@ def uploaded_corpus(s3_server):
     return get
 
 
-def media_bytes(built: corpus.Built, start_ms: float, duration_ms: float) -> int | None:
-    """Bytes of the media a clip overlaps, from the manifest (byte-range recordings)."""
+def media_bytes(built: corpus.Built, start_ms: float, duration_ms: float, *, audio_head_ms: float = 0.0) -> int | None:
+    """Bytes of the media a clip needs, from the manifest (byte-range recordings); a keyframe cut
+    also needs the audio from the keyframe before the start (audio_head_ms)."""
     root = Path(built.root)
     rec = load_recording(lambda k: (root / k).read_bytes(), built.manifest_key,
                          fetch_range=lambda k, a, b: (root / k).read_bytes()[a:b + 1])
-    return select_segments(rec, start_ms, start_ms + duration_ms).media_bytes()
+    return select_segments(rec, start_ms, start_ms + duration_ms, audio_head_ms=audio_head_ms).media_bytes()
 
 
 @pytestmark_db
@@ -113,7 +114,7 @@ def test_corpus_recording_exports(api, s3, session_id, celery_worker, uploaded_c
 
     if built.entry.byte_ranges:
         export = Export.objects.get(task_id=answer["TaskId"])
-        media = media_bytes(built, 5000, 3000)
+        media = media_bytes(built, 5000, 3000, audio_head_ms=KEYFRAME_AUDIO_HEAD_MS if export_type == 0 else 0.0)
         media_dir = os.path.dirname(os.path.join(built.dir, built.entry.manifest))
         files = sum(os.path.getsize(os.path.join(media_dir, n)) for n in os.listdir(media_dir)
                     if n.endswith((".mp4", ".ts", ".m4s")))

@@ -33,6 +33,7 @@ import av.logging
 import pytest
 
 from exports.media import (
+    KEYFRAME_AUDIO_HEAD_MS,
     MediaError,
     cut_clip,
     encode_selection,
@@ -64,7 +65,8 @@ MP4_TAG = {"h264": "avc1", "hevc": "hvc1"}  # sample entries of a plain copy (ke
 # --------------------------------------------------------------------------- what the tests read
 def run(store, key, start, end, out_path, *, encode=None, **kw):
     rec = load_recording(store.fetch, key)
-    sel = select_segments(rec, start, end)
+    keyframe = kw.get("mode") == "keyframe" and not encode
+    sel = select_segments(rec, start, end, audio_head_ms=KEYFRAME_AUDIO_HEAD_MS if keyframe else 0.0)
     files = store.files(sel.keys())
     if encode:
         return encode_selection(selection=sel, files=files, out_path=out_path, codec=encode, preset="ultrafast",
@@ -160,32 +162,15 @@ def check_file(path, *, container, expected_format):
 # The cases of the matrix that fail today, by cause: each such case is xfail(strict=True) with the
 # reasons of the causes it runs into (known_bugs says which), and is itself the reproduction.
 BUGS = {
-    "keyframe-tail": (
-        "keyframe mode ends the video on decode time (cut._copy emit: rt_dts >= end): with B-frames the "
-        "anchors presented after the end are kept and the B-frames before them dropped (the last frames "
-        "jump, (7,0) -> (7,4)), and the video runs past the audio cut at the end"),
-    "dash-audio-head": (
-        "select_segments takes each track's segments by [start, end) only: the DASH audio segment "
-        "[0, 1.92 s) holding the audio from the 1 s keyframe to the 1.96 s start is not selected, so the "
-        "keyframe copy's audio starts 0.92 s after its video"),
-    "h264-open-gop-after-hole": (
-        "keyframe mode (cut._keyframe_cut / _copy) copies the H.264 open-GOP keyframe (non-IDR I) after a "
-        "timeline hole as it is (only the accurate cut splices it, _H264Splice): decoders continue across "
-        "the hole, lose (6,0)-(6,7) and show (6,8) before (3,20) ('mmco: unref short failure')"),
-    "open-gop-leading-pictures": (
-        "keyframe mode copies the leading pictures of the open-GOP keyframe it starts on: they decode to "
-        "no frame, and duration_ms counts from their pts (_Writer.first_pts), 160 ms too long"),
-    "keyframe-mp4-offset": (
-        "keyframe-mode MP4 of a source with B-frames presents its first frame at the reorder delay "
-        "(80 ms), not at 0: _Writer shifts by the GOP's first dts and writes no edit list"),
     "segment-end": (
         "select_segments takes the segments whose playlist interval overlaps [start, end): media presented "
         "before an end on a segment boundary but stored after it is not downloaded: with an open GOP the "
         "leading pictures of the keyframe opening the next segment (the clip misses its last 4 frames), "
         "in MPEG-TS with B-frames the audio muxed after that keyframe's dts (the audio ends 80 ms early)"),
-    "encode-duration-over-hole": (
-        "encode_selection's duration_ms is frames x frame time (_ClipEncoder.info) while the file keeps "
-        "the hole as a timestamp jump: 2 s shorter than the file, and than cut_clip's for the same range"),
+    "h264-open-gop-after-hole": (
+        "keyframe mode (cut._keyframe_cut / _copy) copies the H.264 open-GOP keyframe (non-IDR I) after a "
+        "timeline hole as it is (only the accurate cut splices it, _H264Splice): decoders continue across "
+        "the hole, lose (6,0)-(6,7) and show (6,8) before (3,20) ('mmco: unref short failure')"),
 }
 
 
@@ -194,19 +179,8 @@ def known_bugs(mode, source, container, start, end) -> list[str]:
     gop = source.split("-")[1]
     across_hole = start != "gap" and end not in ("gap", "segment")
     found = []
-    if mode == "keyframe":
-        if gop != "closed" and end not in ("gap", "segment"):
-            found.append("keyframe-tail")
-        if source == "h264-bframes" and start == "key-1":
-            found.append("dash-audio-head")
-        if gop == "open":
-            found.append("open-gop-leading-pictures")
-        if gop != "closed" and container == "mp4":
-            found.append("keyframe-mp4-offset")
     if mode == "keyframe" and source == "h264-open" and across_hole:
         found.append("h264-open-gop-after-hole")
-    if mode == "encode" and across_hole:
-        found.append("encode-duration-over-hole")
     if end == "segment" and gop != "closed" and ACCURATE_SOURCES[source]["kind"] == "hls":
         found.append("segment-end")
     return found

@@ -1,6 +1,6 @@
 import pytest
 
-from exports.media import Recording, Segment, Track, lack_length, select_segments
+from exports.media import KEYFRAME_AUDIO_HEAD_MS, Recording, Segment, Track, lack_length, select_segments
 
 
 def seg(key, a, b, n=0):
@@ -28,9 +28,31 @@ def test_overlap_and_keys(rec):
 
 
 def test_boundaries_are_half_open(rec):
-    sel = select_segments(rec, 2000, 4000)
+    sel = select_segments(rec, 2000, 4000, lookahead_ms=0)
     assert [s.key for s in sel.tracks[0].segments] == ["r/v2"]
     assert sel.lack_ms == 0
+
+
+def test_end_near_a_boundary_takes_the_next_segment(rec):
+    # media presented before 4 s may be stored in [4 s, 6 s) (leading pictures, muxed audio)
+    sel = select_segments(rec, 2000, 4000, lookahead_ms=1000)
+    assert [s.key for s in sel.tracks[0].segments] == ["r/v2", "r/v3"]
+    assert sel.lack_ms == 0
+    assert [s.key for s in select_segments(rec, 2000, 2900, lookahead_ms=1000).tracks[0].segments] == ["r/v2"]
+
+
+def test_for_a_keyframe_cut_other_tracks_start_with_the_first_tracks_segment(rec):
+    # a keyframe cut starts at the keyframe opening [2 s, 4 s): its audio from there
+    sel = select_segments(rec, 2500, 2900, audio_head_ms=KEYFRAME_AUDIO_HEAD_MS)
+    assert [s.key for s in sel.tracks[0].segments] == ["r/v2"]
+    assert [s.key for s in sel.tracks[1].segments] == ["r/a1"]
+    audio_late = Recording(kind="dash", origin_ms=None, duration_ms=4000, tracks=(
+        Track(kind="video", init_key=None, segments=(seg("v", 0, 4000),)),
+        Track(kind="audio", init_key=None, segments=(seg("a0", 0, 1920), seg("a1", 1920, 3840)))))
+    keyframe_cut = select_segments(audio_late, 1960, 2500, audio_head_ms=KEYFRAME_AUDIO_HEAD_MS)
+    assert [s.key for s in keyframe_cut.tracks[1].segments] == ["a0", "a1"]
+    # an accurate cut or an encode needs no audio before the start
+    assert [s.key for s in select_segments(audio_late, 1960, 2500).tracks[1].segments] == ["a1"]
 
 
 def test_lack_head_and_tail(rec):
