@@ -148,10 +148,10 @@ class BenchStack:
         self.manage("migrate", "--noinput", "-v", "0")
         self.manage("ensurebuckets")
         # a default quota that lets the benchmark submit as much as it likes
-        self.sql("INSERT INTO exports_quota (scope, subject, max_active_exports, max_clip_ms, max_minutes_per_day, note) "
-                 "VALUES ('default', '', 1000000000, 7200000, 2000000000, 'bench') "
+        self.sql("INSERT INTO exports_quota (scope, subject, max_active_exports, max_waiting, max_clip_ms, "
+                 "max_minutes_per_day, note) VALUES ('default', '', 1000000000, 1000000000, 7200000, 2000000000, 'bench') "
                  "ON CONFLICT (scope, subject) DO UPDATE SET max_active_exports = EXCLUDED.max_active_exports, "
-                 "max_minutes_per_day = EXCLUDED.max_minutes_per_day")
+                 "max_waiting = EXCLUDED.max_waiting, max_minutes_per_day = EXCLUDED.max_minutes_per_day")
         self.session_id = self.manage("createsession", "--user", "bench@example.com").strip()
         self.web: Web | None = None
         self.workers: list[CeleryWorker] = []
