@@ -30,7 +30,6 @@ from tests.servers import (
     production_env,
 )
 
-pytestmark = pytest.mark.production
 ORIGIN_MS = int(mediagen.DEFAULT_ORIGIN.timestamp() * 1000)
 SOURCE_BUCKET = "recordings"
 DEST_BUCKET = "export"
@@ -203,3 +202,12 @@ def export_body(live_path: str, session_id: str, **overrides) -> dict:
 
 if sys.platform != "linux":  # /proc and runuser
     pytest.skip("the production stack tests need Linux", allow_module_level=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test of this folder needs the production servers: mark it (a `pytestmark` in a
+    conftest marks nothing), so that `-m production` / `-m "not production"` select them."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.production)
