@@ -8,6 +8,7 @@ session and shared.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -114,6 +115,22 @@ def session_id(db):
 
     _session, sid = session_create(userid="tester@example.com", ttl_seconds=3600)
     return sid
+
+
+def debian_tool(command: str, package: str, *, sbin: bool = False) -> str:
+    """The path of a command that scripts/test-services.sh installs from Debian's `package`: the
+    test fails when it is missing although this runs as root (the install did not happen), and
+    is skipped, saying what to install, when it is missing otherwise."""
+    found = shutil.which(command)
+    if not found and sbin and os.access(f"/usr/sbin/{command}", os.X_OK):
+        found = f"/usr/sbin/{command}"  # not on a non-root PATH
+    if found:
+        return found
+    if os.geteuid() == 0:
+        pytest.fail(f"{command} is missing although this runs as root: scripts/test-services.sh installs it "
+                    f"(apt-get install {package})")
+    pytest.skip(f"{command} is not installed and this is not root: apt-get install {package} (Debian), "
+                "or run `make test` as root, which installs it")
 
 
 # --- moto's restore state machine -------------------------------------------------------------

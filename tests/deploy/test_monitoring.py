@@ -9,9 +9,7 @@ every state they name) or in what Flower's /metrics answers (worker presence).
 """
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -21,6 +19,7 @@ from django.test import RequestFactory, override_settings
 from django.urls import resolve
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import debian_tool
 from tests.servers import ROOT
 
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -51,14 +50,7 @@ PROMQL_WORDS = {
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found:
-        return found
-    if os.geteuid() == 0:
-        pytest.fail("promtool is missing although this runs as root: scripts/test-services.sh installs it "
-                    "(apt-get install prometheus)")
-    pytest.skip("promtool is not installed and this is not root: apt-get install prometheus (Debian), "
-                "or run `make test` as root, which installs it")
+    return debian_tool("promtool", "prometheus")
 
 
 # --- what the service and Flower really expose ------------------------------------------------------

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from tests.production.conftest import export_body
+from tests.conftest import debian_tool
 from tests.servers import ROOT, free_port, wait_for, wait_for_port
 
 pytestmark = pytest.mark.production
@@ -32,14 +33,7 @@ EXPORT_URL = "/resource/v1/i/export-to-s3dir"
 
 
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
-    if found:
-        return found
-    if os.geteuid() == 0:
-        pytest.fail("nginx is missing although this runs as root: scripts/test-services.sh installs it "
-                    "(apt-get install nginx)")
-    pytest.skip("nginx is not installed and this is not root: apt-get install nginx (Debian), "
-                "or run `make test` as root, which installs it")
+    return debian_tool("nginx", "nginx", sbin=True)
 
 
 class Nginx:
