@@ -732,10 +732,7 @@ def export_callback_redeliver(*, callback: ExportCallback) -> None:
 
 
 def _resend_lost_callbacks() -> int:
-    now = timezone.now()
-    pending = ExportCallback.objects.filter(state=ExportCallback.State.PENDING,
-                                            created_at__lt=now - callback_delivery.SWEEP_GRACE)
-    lost = callback_delivery.overdue(pending.select_related("export"), now=now)
+    lost = callback_delivery.overdue(ExportCallback.objects.select_related("export"), now=timezone.now())
     for callback in lost:
         logger.warning("callback %s of export %s: its attempt %d is overdue; sent again", callback.delivery_id,
                        callback.export.task_id, callback.attempts + 1)

@@ -417,8 +417,7 @@ def restore_sweep() -> dict:
     for job in RestoreJob.objects.filter(status=RestoreJob.Status.COPYING, updated_at__lt=now - copy_stale):
         _enqueue_copy(job.id)
         counts["copy"] += 1
-    pending = Callback.objects.filter(state=Callback.State.PENDING, created_at__lt=now - SWEEP_GRACE)
-    for callback in callback_delivery.overdue(pending.select_related("job"), now=now):
+    for callback in callback_delivery.overdue(Callback.objects.select_related("job"), now=now):
         if callback.attempts == 0 and callback.type == Callback.Type.RESULT and callback.job.callbacks.filter(
             type=Callback.Type.NETWORK_TEST, state=Callback.State.PENDING
         ).exists():

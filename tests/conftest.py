@@ -91,10 +91,12 @@ def worker_env(**extra) -> dict:
 
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker, s3_server, log_dir):
-    """One real worker process on every queue, shared by the session."""
+    """One real worker process on the media queues, shared by the session. The restore and
+    callbacks queues are restore_worker's (its settings let callbacks reach loopback receivers):
+    whichever of the two starts first, no callback is delivered with the other's settings."""
     from resourced.celery import app
 
-    worker = Worker(worker_env(), log_dir, hostname="testhost")
+    worker = Worker(worker_env(), log_dir, hostname="testhost", queues="default,media.io,media.cpu")
     try:
         worker.wait_ready(app)
         yield worker

@@ -8,11 +8,12 @@ chain lost in a crash is found by `overdue` in the app's sweep.
 """
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from resourced.callbacks import http
@@ -106,14 +107,13 @@ def redeliver(callback: CallbackBase) -> int:
     return model.objects.get(id=callback.id).attempts + 1
 
 
-def overdue(pending: Iterable[CallbackBase], *, now) -> list[CallbackBase]:
-    """The pending callbacks whose next message is lost: never sent after SWEEP_GRACE, or a next
-    attempt overdue by SWEEP_GRACE whose latest attempt is not still in flight."""
+def overdue(callbacks: QuerySet, *, now) -> list[CallbackBase]:
+    """Of `callbacks` (an app's callback rows, with what its caller reads selected), the pending ones
+    whose next message is lost: never sent after SWEEP_GRACE, or a next attempt overdue by
+    SWEEP_GRACE whose latest attempt is not still in flight."""
     lease = timedelta(seconds=settings.CALLBACK_TIMEOUT) + SWEEP_GRACE
     lost = []
-    for callback in pending:
-        if callback.state != CallbackBase.State.PENDING or callback.created_at >= now - SWEEP_GRACE:
-            continue
+    for callback in callbacks.filter(state=CallbackBase.State.PENDING, created_at__lt=now - SWEEP_GRACE):
         if callback.attempts:
             late = callback.next_attempt_at is None or callback.next_attempt_at < now - SWEEP_GRACE
             in_flight = callback.attempt_started_at and callback.attempt_started_at > now - lease
