@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from exports.errors import meaning
 from exports.models import Export
-from exports.stages import BY_NAME, DOWNLOAD, STAGE_NAMES
+from exports.stages import BY_NAME, DOWNLOAD, STAGE_NAMES, stage_queue_name
 from resourced.celery import host_bound_queues, host_queue
 from resourced.dashboard import changelist
 
@@ -19,27 +19,30 @@ from resourced.dashboard import changelist
 WAITING_QUEUE = "(scheduled check)"
 
 
-def stage_queue(*, status: str, stage: str, host: str) -> str:
-    """The queue an export in this state waits on or runs from (exports/stages.py)."""
+def stage_queue(*, status: str, stage: str, host: str, remux: bool = False) -> str:
+    """The queue an export in this state waits on or runs from (exports/stages.py); `remux`: a
+    stream copy from keyframes, cut by its download task."""
     if status == Export.Status.WAITING:
         return WAITING_QUEUE
     spec = BY_NAME.get(stage)
     if status == "queued" or spec is None or spec is DOWNLOAD or not host:
         return DOWNLOAD.queue
-    return host_queue(spec.queue, host) if spec.queue in host_bound_queues() else spec.queue
+    queue = stage_queue_name(spec, remux=remux)
+    return host_queue(queue, host) if queue in host_bound_queues() else queue
 
 
 def export_pipeline(now) -> list[dict]:
     """Queued, running and waiting exports per queue and stage, the oldest first."""
     rows = (
         Export.objects.filter(status__in=Export.ACTIVE)
-        .values("status", "stage", "host")
+        .values("status", "stage", "host", "export_type", "cut_mode")
         .annotate(n=Count("pk"), oldest=Min("created_at"))
         .order_by()
     )
     grouped: dict[tuple[str, str], dict] = {}
     for row in rows:
-        queue = stage_queue(status=row["status"], stage=row["stage"], host=row["host"])
+        remux = row["export_type"] == Export.ExportType.COPY and row["cut_mode"] == Export.CutMode.KEYFRAME
+        queue = stage_queue(status=row["status"], stage=row["stage"], host=row["host"], remux=remux)
         entry = grouped.setdefault((queue, row["stage"]), {
             "queue": queue, "stage": row["stage"], "queued": 0, "running": 0, "waiting": 0, "oldest": row["oldest"],
             "url": changelist("exports.export", stage__exact=row["stage"], status__in="queued,running,waiting"),

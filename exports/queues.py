@@ -8,8 +8,8 @@ from django.conf import settings
 
 from resourced.celery import QUEUE_CALLBACKS, declare_queue, route_tasks, schedule_task
 
-QUEUE_MEDIA_IO = declare_queue("media.io", host_bound=True, purpose="download, upload")
-QUEUE_MEDIA_CPU = declare_queue("media.cpu", host_bound=True, purpose="cut, encode, thumbnail, getthumbnail")
+QUEUE_MEDIA_IO = declare_queue("media.io", host_bound=True, purpose="download (and a keyframe copy's cut), thumbnail, upload")
+QUEUE_MEDIA_CPU = declare_queue("media.cpu", host_bound=True, purpose="cut, encode, getthumbnail")
 
 # the pipeline's steps: exports.stages says which queue each stage runs on
 route_tasks("exports.callbacks.*", QUEUE_CALLBACKS)

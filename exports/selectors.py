@@ -14,7 +14,7 @@ READY = "ready to download"
 # what export_response reads: a poll loads these columns only
 RESPONSE_FIELDS = ("task_id", "status", "stage", "progress", "error_code", "error_message", "image_path",
                    "video_path", "lack_ms", "output_start_ms", "output_duration_ms", "created_at",
-                   "started_at", "waiting_on", "next_check_at")
+                   "started_at", "updated_at", "restarts", "waiting_on", "next_check_at")
 
 
 def quota_for(*, userid: str, service_caller: str) -> Quota:
@@ -63,6 +63,19 @@ def empty_response() -> dict:
     }
 
 
+def work_began_at(export: Export) -> datetime | None:
+    """When the current run of a running export's work began, which its Progress counts from:
+    started_at, kept through waits and restarts; for an export that waited (restoring, the live
+    edge) or was restarted since, when it began running again (updated_at, which
+    services._begin_stage writes as the export leaves queued or waiting, and Progress starts from
+    0 again), so that the time it waited is not counted as work."""
+    if not export.started_at:
+        return None
+    if (export.waiting_on or export.restarts) and export.updated_at:
+        return max(export.started_at, export.updated_at)
+    return export.started_at
+
+
 def estimate_time_wait(export: Export) -> int:
     """ms until the next poll is worth it: queue position for a queued export, the remaining
     share of the elapsed time for a running one."""
@@ -79,8 +92,9 @@ def estimate_time_wait(export: Export) -> int:
             return poll
         return int(max(poll, (max(moments) - timezone.now()).total_seconds() * 1000))
     if export.status == Export.Status.RUNNING:
-        if export.started_at and export.progress > 0:
-            elapsed = (timezone.now() - export.started_at).total_seconds() * 1000
+        began = work_began_at(export)
+        if began and export.progress > 0:
+            elapsed = (timezone.now() - began).total_seconds() * 1000
             remaining = elapsed * (100 - export.progress) / export.progress
             return int(min(max(remaining, 500), 10_000))
         return poll
@@ -149,11 +163,14 @@ def export_failed_stage(export: Export) -> str:
 
 
 def export_eta_seconds(export: Export) -> float | None:
-    """Seconds a running export still needs: the time it has run, scaled by the Progress to go
-    (TimeWait's estimate, without its bounds on the next poll). None before there is progress."""
-    if export.status != Export.Status.RUNNING or not export.started_at or export.progress <= 0:
+    """Seconds a running export still needs: the time its current run of work has taken
+    (work_began_at: not the time it waited on restores or the live edge), scaled by the Progress to
+    go (TimeWait's estimate, without its bounds on the next poll). None before there is progress,
+    and for a waiting export (its TimeWait says when it goes on)."""
+    began = work_began_at(export)
+    if export.status != Export.Status.RUNNING or not began or export.progress <= 0:
         return None
-    elapsed = max(0.0, (timezone.now() - export.started_at).total_seconds())
+    elapsed = max(0.0, (timezone.now() - began).total_seconds())
     return elapsed * (100 - min(export.progress, 100)) / export.progress
 
 

@@ -10,6 +10,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,8 +18,9 @@ from pathlib import PurePosixPath
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db import IntegrityError, connections, transaction
+from django.db.models import F, Q, Sum, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from exports import media, steps
@@ -352,7 +354,13 @@ class _ProgressWriter:
                 return
             self.written_at = now
         Export.objects.filter(pk=self.export.pk, status=Export.Status.RUNNING).update(
-            progress=self.stage.progress_at(fraction), heartbeat_at=timezone.now())
+            progress=_no_lower(self.stage.progress_at(fraction)), heartbeat_at=timezone.now())
+
+
+def _no_lower(progress: int):
+    """Progress never goes down while an export runs: writes of concurrent threads (fetching
+    threads, a stage running beside another) may land out of order."""
+    return Greatest(F("progress"), Value(progress))
 
 
 @contextmanager
@@ -409,8 +417,15 @@ def _audio_head_ms(export: Export) -> float:
     return media.KEYFRAME_AUDIO_HEAD_MS if keyframe_copy else 0.0
 
 
-def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callable[[float], None]) -> dict:
-    """Run one stage's step; returns the Export fields its result sets."""
+def _is_remux(export: Export) -> bool:
+    """A stream copy from keyframes: its download task cuts it (exports/stages.py)."""
+    return export.export_type == Export.ExportType.COPY and export.cut_mode == Export.CutMode.KEYFRAME
+
+
+def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callable[[float], None],
+              carried: dict) -> dict:
+    """Run one stage's step; returns the Export fields its result sets. `carried`: what a stage
+    leaves for the next ones of the same task (the download's segment selection, for a cut)."""
     if stage.name == "download":
         def download(wait_for_live: bool) -> steps.Downloaded:
             return steps.download(live_path=export.live_path, start_pos=export.start_pos,
@@ -427,6 +442,7 @@ def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callab
                 raise
             logger.info("export %s: %s; exporting what is recorded", export.task_id, why)
             result = download(wait_for_live=False)
+        carried["selection"] = result.selection
         return {"origin_ms": result.origin_ms, "clip_start_ms": result.clip_start_ms, "lack_ms": result.lack_ms,
                 "bytes_downloaded": F("bytes_downloaded") + result.bytes, "bytes_needed": result.bytes,
                 "segments_missing": result.segments_missing, "host": settings.WORKER_HOSTNAME,
@@ -434,9 +450,13 @@ def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callab
     if stage.name == "cut":
         if export.export_type != Export.ExportType.COPY:
             return {}  # a transcode decodes the segments itself in encode: nothing to cut first
-        selection, files = steps.selection_in_work_dir(live_path=export.live_path, clip_start=export.clip_start_ms,
-                                                       duration_ms=export.duration_ms, paths=paths,
-                                                       audio_head_ms=_audio_head_ms(export))
+        if carried.get("selection") is not None:  # downloaded by this task: no need to read the manifests again
+            selection = carried["selection"]
+            files = steps.files_in_work_dir(selection=selection, paths=paths)
+        else:
+            selection, files = steps.selection_in_work_dir(live_path=export.live_path, clip_start=export.clip_start_ms,
+                                                           duration_ms=export.duration_ms, paths=paths,
+                                                           audio_head_ms=_audio_head_ms(export))
         clip = steps.cut(selection=selection, files=files, paths=paths, container=export.export_format,
                          mode=export.cut_mode, on_progress=progress)
         return {"lead_ms": clip.lead_ms, "output_start_ms": clip.start_ms, "output_duration_ms": clip.duration_ms,
@@ -458,6 +478,51 @@ def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callab
         return {"video_key": uploaded.video_key, "video_path": uploaded.video_path,
                 "output_bytes": uploaded.output_bytes}
     raise ValueError(f"no step for stage {stage.name}")
+
+
+def _run_stage(export: Export, stage: Stage, paths: ExportPaths, carried: dict) -> tuple[dict, float]:
+    """Run one stage's step; returns the Export fields its result sets and the seconds it took."""
+    started = time.monotonic()
+    _injected_delay(stage)
+    fields = _do_stage(export, stage, paths, _ProgressWriter(export, stage), carried)
+    return fields, time.monotonic() - started
+
+
+def _run_beside(export: Export, stage: Stage, paths: ExportPaths) -> tuple[dict, float]:
+    try:
+        return _run_stage(export, stage, paths, {})
+    finally:
+        connections.close_all()  # (this thread's: its progress writes opened them)
+
+
+@contextmanager
+def _beside(export: Export, stages: list[Stage], paths: ExportPaths):
+    """Run `stages` in threads while the body runs the stage they are declared beside; yields
+    (stage, future) pairs for the body to record. When the body fails, what a finished side stage
+    left behind is undone (_undo_stage) once it has ended, so that a failed export leaves nothing."""
+    if not stages:
+        yield []
+        return
+    with ThreadPoolExecutor(max_workers=len(stages), thread_name_prefix=f"beside-{export.task_id}") as pool:
+        running = [(stage, pool.submit(contextvars.copy_context().run, _run_beside, export, stage, paths))
+                   for stage in stages]
+        try:
+            yield running
+        except BaseException:
+            for stage, future in running:
+                if future.exception() is None:  # (waits for it)
+                    _undo_stage(export, stage, future.result()[0])
+            raise
+
+
+def _undo_stage(export: Export, stage: Stage, fields: dict) -> None:
+    """Remove what a stage that ran beside a failed one wrote: the clip it uploaded."""
+    if stage.name == "upload":
+        try:
+            steps.remove_upload(location=_destination(export), key=fields["video_key"], writer=export.task_id)
+        except Exception:  # the failure being reported matters more; the object is named in the log
+            logger.warning("export %s: the clip %s uploaded beside a failed stage could not be removed",
+                           export.task_id, fields["video_key"], exc_info=True)
 
 
 @dataclass(frozen=True)
@@ -494,13 +559,14 @@ def _load_for(delivery: Delivery) -> Export | None:
 
 def _begin_stage(export: Export, stage: Stage, *, count_attempt: bool) -> bool:
     """Record that the stage starts (and count the attempt); False when its attempts are spent."""
-    updates = {"stage": stage.name, "heartbeat_at": timezone.now(), "progress": stage.progress_at(0.0)}
+    updates = {"stage": stage.name, "heartbeat_at": timezone.now(), "progress": _no_lower(stage.progress_at(0.0))}
     if count_attempt:
         export.attempts = dict(export.attempts or {}, **{stage.name: (export.attempts or {}).get(stage.name, 0) + 1})
         updates["attempts"] = export.attempts
     if export.status in (Export.Status.QUEUED, Export.Status.WAITING):
+        # updated_at: when this run of work began (selectors.work_began_at: the ETA leaves out a wait)
         updates.update(status=Export.Status.RUNNING, started_at=export.started_at or timezone.now(),
-                       next_check_at=None)
+                       next_check_at=None, updated_at=timezone.now())
         export.status = Export.Status.RUNNING
     Export.objects.filter(pk=export.pk, status__in=Export.ACTIVE).update(**updates)
     if export.attempts.get(stage.name, 0) > settings.EXPORT_MAX_ATTEMPTS:
@@ -514,7 +580,7 @@ def _end_stage(export: Export, stage: Stage, seconds: float, fields: dict) -> No
     export.timings = dict(export.timings or {}, **{stage.name: round(seconds, 3)})
     export.step_hosts = dict(export.step_hosts or {}, **{stage.name: settings.WORKER_HOSTNAME})
     Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).update(
-        timings=export.timings, step_hosts=export.step_hosts, progress=stage.progress_at(1.0),
+        timings=export.timings, step_hosts=export.step_hosts, progress=_no_lower(stage.progress_at(1.0)),
         heartbeat_at=timezone.now(), **fields)
     for name, value in fields.items():
         if not hasattr(value, "resolve_expression"):  # an F() sum is only known to the database
@@ -532,8 +598,9 @@ def _fail(export: Export, code: int, message: str) -> None:
     raise ExportFailed(f"export {export.task_id} failed with {int(code)}: {message}")
 
 
-def export_run(*, delivery: Delivery) -> None:
-    """Run the stages of one task of an export and send the next task (or mark the export ready).
+def export_run(*, delivery: Delivery) -> str:
+    """Run the stages of one task of an export and send the next task (or mark the export ready);
+    returns what became of it, the task's result (what Flower shows).
 
     Every write of a running export's row is made here. A transient failure is raised again for
     the task to retry while it has retries left; any other failure ends the export with its code,
@@ -542,29 +609,45 @@ def export_run(*, delivery: Delivery) -> None:
     with bind_task_id(delivery.task_id):
         export = _load_for(delivery)
         if export is None:
-            return
+            return "skipped: the export is gone, ended, restarted or on another host (see the log)"
         paths = ExportPaths.of(export)
+        remux = _is_remux(export)
+        carried: dict = {}
         stage = None
+        todo = []
+        for stage in task_stages(delivery.task, remux=remux):
+            if stage.name in (export.timings or {}):
+                # a redelivered message of a stage that already completed (its ack was lost)
+                logger.info("export %s: %s already done in generation %s; skipped", export.task_id, stage.name,
+                            delivery.generation)
+            else:
+                todo.append(stage)
         try:
-            for stage in task_stages(delivery.task):
-                if stage.name in (export.timings or {}):
-                    # a redelivered message of a stage that already completed (its ack was lost)
-                    logger.info("export %s: %s already done in generation %s; skipped", export.task_id, stage.name,
-                                delivery.generation)
-                    continue
-                if not _begin_stage(export, stage, count_attempt=not delivery.is_retry):
-                    raise ExportFailed(f"export {export.task_id}: {stage.name} did not complete after "
-                                       f"{settings.EXPORT_MAX_ATTEMPTS} attempts")
-                started = time.monotonic()
-                with _heartbeat(export):
-                    _injected_delay(stage)
-                    fields = _do_stage(export, stage, paths, _ProgressWriter(export, stage))
-                _end_stage(export, stage, time.monotonic() - started, fields)
+            for stage in todo:
+                if stage.beside in {s.name for s in todo}:
+                    continue  # it runs beside that stage, started with it
+                if stage.name != "download" and export.host != settings.WORKER_HOSTNAME:
+                    # a redelivered download message (its download recorded) on a host without the work dir
+                    logger.warning("export %s: %s is due on %s, where the work dir is, not on %s; left to the sweep",
+                                   export.task_id, stage.name, export.host, settings.WORKER_HOSTNAME)
+                    return f"skipped: {stage.name} is due on {export.host}, where the work dir is"
+                sides = [s for s in todo if s.beside == stage.name]
+                for begun in (*sides, stage):  # (Stage names the stage itself while its sides run)
+                    if not _begin_stage(export, begun, count_attempt=not delivery.is_retry):
+                        raise ExportFailed(f"export {export.task_id}: {begun.name} did not complete after "
+                                           f"{settings.EXPORT_MAX_ATTEMPTS} attempts")
+                with _heartbeat(export), _beside(export, sides, paths) as running:
+                    fields, seconds = _run_stage(export, stage, paths, carried)
+                    _end_stage(export, stage, seconds, fields)
+                    for stage, future in running:
+                        if not future.done():  # Stage follows what still runs
+                            Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).update(stage=stage.name)
+                        side_fields, side_seconds = future.result()  # (a side's failure is raised here)
+                        _end_stage(export, stage, side_seconds, side_fields)
         except ExportError as exc:
             _fail(export, exc.code, exc.message)
         except SourceNotReady as exc:
-            _wait(export, exc, generation=delivery.generation)
-            return
+            return _wait(export, exc, generation=delivery.generation)
         except TransientExportError as exc:
             if delivery.retries_left:
                 logger.warning("export %s: %s will be retried: %s", export.task_id, stage.name, exc)
@@ -578,15 +661,18 @@ def export_run(*, delivery: Delivery) -> None:
             logger.exception("export %s: %s failed", export.task_id, stage.name if stage else delivery.task)
             _fail(export, ErrorCode.INTERNAL,
                   f"internal error in {stage.name if stage else delivery.task} (logged with TaskId {export.task_id})")
-        following = tasks_after(delivery.task)
+        done = ", ".join(s.name for s in todo) or "nothing left"
+        following = tasks_after(delivery.task, remux=remux)
         if following:
-            if _still_running(export):
-                # the rest of the chain runs where the work dir is
-                queue = host_queue(queue_of(following[0]), settings.WORKER_HOSTNAME)
-                celery_app.send_task(following[0], args=[export.task_id, delivery.generation], queue=queue)
-            return
+            if not _still_running(export):
+                return f"{done} done; the export was cancelled meanwhile"
+            # the rest of the chain runs where the work dir is
+            queue = host_queue(queue_of(following[0]), settings.WORKER_HOSTNAME)
+            celery_app.send_task(following[0], args=[export.task_id, delivery.generation], queue=queue)
+            return f"{done} done; {following[0]} sent to {queue}"
         _mark_ready(export)
         work_dir_remove(export=export)
+        return f"{done} done; ready at {export.video_path}"
 
 
 # --- waiting: archived segments being restored, a range past the live edge -------------------------
@@ -632,7 +718,7 @@ def _live_wait_over(export: Export, exc: RangeNotRecorded) -> str:
 CHECK_TASKS = {"restoring": "exports.check_restore", "waiting": "exports.check_live_edge"}
 
 
-def _wait(export: Export, exc: SourceNotReady, *, generation: int) -> None:
+def _wait(export: Export, exc: SourceNotReady, *, generation: int) -> str:
     """Record that the export waits (Stage restoring or waiting: no worker holds it) and send its
     download again with a countdown; the sweep resends it if that message is lost."""
     now = timezone.now()
@@ -667,11 +753,12 @@ def _wait(export: Export, exc: SourceNotReady, *, generation: int) -> None:
         error_message=exc.message[:1024], attempts={}, heartbeat_at=None, next_check_at=now + timedelta(seconds=countdown),
         wait_deadline=deadline, waiting_on=info, updated_at=now)
     if not waiting:
-        return  # cancelled meanwhile
+        return f"{exc.stage}: the export was cancelled meanwhile"
     # what was fetched is fetched again at the next check, on whichever io worker takes it
     work_dir_remove(export=export)
     logger.info("export %s %s: %s; looking again in %.0f s", export.task_id, exc.stage, exc.message, countdown)
     celery_app.send_task(CHECK_TASKS[exc.stage], args=[export.task_id, generation], countdown=countdown)
+    return f"{exc.stage}: {exc.message}; {CHECK_TASKS[exc.stage]} in {countdown:.0f} s"
 
 
 def _recheck_overdue_waits() -> int:

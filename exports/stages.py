@@ -3,9 +3,16 @@ share of Progress, and the ErrorCode when a stage keeps failing. The chain (expo
 services that record progress, the dashboard, the metrics and the admin all read this table.
 
 Consecutive stages of one task run in one Celery message: after download (any io worker), the cpu
-task of the host holding the work dir cuts, encodes (a copy export records encode with nothing to
-do) and makes the thumbnail, then the io task of that host uploads. Fewer hops, and nothing of one
-export waits behind another export's step in between.
+task of the host holding the work dir cuts and encodes (a copy export records encode with nothing
+to do), then the io task of that host makes the thumbnail and uploads the clip at the same time
+(the upload is declared `beside` the thumbnail: it runs in a thread while the thumbnail is made,
+so neither waits for the other). Fewer hops, and nothing of one export waits behind another
+export's step in between.
+
+A stream copy from keyframes (export_type 0, CutMode keyframe: a *remux*) only rewraps packets, I/O
+work: the download task cuts it itself, right after fetching the segments (`remux_task`), and the
+upload task follows; no message to the cpu queue. An accurate copy re-encodes the partial GOPs at
+both ends, CPU work that stays on the cpu queue, bounded by its concurrency.
 """
 
 from dataclasses import dataclass
@@ -21,6 +28,10 @@ class Stage:
     queue: str
     progress: tuple[int, int]  # Progress at the start and at the end of the stage
     failure: ErrorCode  # when its attempts are spent
+    # the stage of the same task this one runs beside (in a thread, started with it), or None
+    beside: str | None = None
+    # the task that runs this stage for a remux export (after its own stages), when not `task`
+    remux_task: str | None = None
 
     def progress_at(self, fraction: float) -> int:
         low, high = self.progress
@@ -28,26 +39,47 @@ class Stage:
 
 
 DOWNLOAD = Stage("download", "exports.download", QUEUE_MEDIA_IO, (0, 40), ErrorCode.INTERNAL)
-CUT = Stage("cut", "exports.process", QUEUE_MEDIA_CPU, (40, 55), ErrorCode.MEDIA)
-ENCODE = Stage("encode", "exports.process", QUEUE_MEDIA_CPU, (55, 85), ErrorCode.MEDIA)
-THUMBNAIL = Stage("thumbnail", "exports.process", QUEUE_MEDIA_CPU, (85, 90), ErrorCode.MEDIA)
-UPLOAD = Stage("upload", "exports.upload", QUEUE_MEDIA_IO, (90, 100), ErrorCode.INTERNAL)
+CUT = Stage("cut", "exports.process", QUEUE_MEDIA_CPU, (40, 55), ErrorCode.MEDIA, remux_task="exports.download")
+ENCODE = Stage("encode", "exports.process", QUEUE_MEDIA_CPU, (55, 85), ErrorCode.MEDIA, remux_task="exports.download")
+# the thumbnail decodes one frame (tens of ms, on the io worker of the host), while the upload sends the clip
+THUMBNAIL = Stage("thumbnail", "exports.upload", QUEUE_MEDIA_IO, (85, 90), ErrorCode.MEDIA)
+UPLOAD = Stage("upload", "exports.upload", QUEUE_MEDIA_IO, (90, 100), ErrorCode.INTERNAL, beside="thumbnail")
 
 STAGES: tuple[Stage, ...] = (DOWNLOAD, CUT, ENCODE, THUMBNAIL, UPLOAD)
 BY_NAME = {stage.name: stage for stage in STAGES}
 STAGE_NAMES = tuple(BY_NAME)
 
 
-def task_stages(task: str) -> tuple[Stage, ...]:
-    """The stages one task runs, in order."""
-    return tuple(stage for stage in STAGES if stage.task == task)
+def _check_beside() -> None:
+    for stage in STAGES:
+        partner = BY_NAME.get(stage.beside) if stage.beside else None
+        if stage.beside and (partner is None or partner.task != stage.task or partner.beside):
+            raise ValueError(f"stage {stage.name} runs beside {stage.beside}: a stage of its task that runs itself")
 
 
-def tasks_after(task: str) -> list[str]:
-    """The tasks that follow `task` in the chain, in order."""
+_check_beside()
+
+
+def task_stages(task: str, *, remux: bool = False) -> tuple[Stage, ...]:
+    """The stages one task runs, in order. A remux export's download task also cuts (and records
+    encode); its process task, should a message of it come (one sent before an upgrade), still
+    runs whatever of its own stages is not recorded yet."""
+    return tuple(stage for stage in STAGES if stage.task == task or (remux and stage.remux_task == task))
+
+
+def tasks_after(task: str, *, remux: bool = False) -> list[str]:
+    """The tasks that follow `task` in the chain, in order: those with stages left to run."""
     order = list(dict.fromkeys(stage.task for stage in STAGES))
-    return order[order.index(task) + 1:]
+    ran = {stage.name for earlier in order[:order.index(task) + 1] for stage in task_stages(earlier, remux=remux)}
+    return [later for later in order[order.index(task) + 1:]
+            if any(stage.name not in ran for stage in task_stages(later, remux=remux))]
 
 
 def queue_of(task: str) -> str:
+    """The queue a task is sent to (its first stage's)."""
     return task_stages(task)[0].queue
+
+
+def stage_queue_name(stage: Stage, *, remux: bool) -> str:
+    """The queue the task running `stage` for such an export consumes."""
+    return queue_of(stage.remux_task) if remux and stage.remux_task else stage.queue

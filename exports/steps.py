@@ -12,7 +12,8 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import botocore.exceptions
@@ -31,6 +32,7 @@ from imgbed.errors import ImageNotAllowed, ImageStorageError
 from imgbed.services import image_save_bytes, image_url
 from imgbed.storage import imgbed_storage
 from resourced.archive import (
+    ArchiveState,
     RestoreRefused,
     archive_state,
     request_restore,
@@ -142,6 +144,7 @@ class Downloaded:
     files: int
     bytes: int
     segments_missing: int
+    selection: media.Selection | None = field(default=None, compare=False, repr=False)  # for a cut in this task
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,12 @@ def download(*, live_path: str, start_pos: int, start_time_ms: int, duration_ms:
 
     Raises SourceArchived when objects of the range are archived (after asking S3 to restore
     them), and, with `wait_for_live`, RangeNotRecorded when the range goes past the live edge of
-    a recording still being made; the export waits and this step runs again later."""
+    a recording still being made; the export waits and this step runs again later. A check of
+    an export that waits on restores (`restore.seen`) HEADs those objects first and waits again,
+    without a GET, while any of them is still being restored (still_restoring)."""
+    pending = still_restoring(location=location, policy=restore)
+    if pending is not None:
+        raise pending
     try:
         recording, manifests = fetch_recording(live_path=live_path, location=location)
     except ArchivedObjects as exc:
@@ -188,18 +196,29 @@ def download(*, live_path: str, start_pos: int, start_time_ms: int, duration_ms:
                                   on_object=lambda n: on_progress(n / len(parts)))
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         raise storage_error(exc, side="source") from exc
-    if report.archived:
-        raise restore_archived(location=location, keys=report.archived, policy=restore)
-    _refuse_missing_keys(selection, report.missing, location)
-    missing_segments = [k for k in report.missing if k in segment_keys]
-    if len(missing_segments) == len(segment_keys) or set(report.missing) - set(missing_segments):
+    # the look-ahead (a segment past the end, for media presented before it: Selection.lookahead) is
+    # optional: when it or what only it needs is missing or archived, it is left out (its other files
+    # removed, so that the cut does not read it; no restore waits for it), and nothing else changes
+    optional = selection.lookahead
+    optional_keys = {getattr(part, "key", part) for part in parts if getattr(part, "name", part) in optional}
+    archived = [k for k in report.archived if k not in optional_keys]
+    if archived:
+        raise restore_archived(location=location, keys=archived, policy=restore)
+    missing = [k for k in report.missing if k not in optional]
+    if len(missing) < len(report.missing) or len(archived) < len(report.archived):
+        for key in optional:
+            paths.local(key).unlink(missing_ok=True)
+    _refuse_missing_keys(selection, missing, location)
+    segment_keys -= optional
+    missing_segments = [k for k in missing if k in segment_keys]
+    if len(missing_segments) == len(segment_keys) or set(missing) - set(missing_segments):
         raise ExportError(ErrorCode.NO_SUCH_RECORDING,
                           "not such dir: the segments of the requested range are not in the source storage")
-    lack = media.lack_length(selection, report.missing)
+    lack = media.lack_length(selection, missing)
     logger.info("downloaded %d files (%d bytes), %d missing, LackLength %d ms",
                 report.files, report.bytes, len(report.missing), lack)
     return Downloaded(origin_ms=recording.origin_ms, clip_start_ms=start, lack_ms=lack, files=report.files,
-                      bytes=report.bytes, segments_missing=len(missing_segments))
+                      bytes=report.bytes, segments_missing=len(missing_segments), selection=selection)
 
 
 def _refuse_missing_keys(selection: media.Selection, missing: list[str], location: S3Location) -> None:
@@ -226,9 +245,7 @@ def restore_archived(*, location: S3Location, keys, policy: RestorePolicy) -> So
             if state.restore == "ongoing":
                 states[key] = "ongoing"  # asked for by an earlier check, or by someone else
             elif key in policy.seen:
-                raise ExportError(ErrorCode.SOURCE_STORAGE,
-                                  f"source storage: the restore of {key} ({state.storage_class}) expired before "
-                                  f"the export read it; post the export again")
+                raise _restore_expired(key, state)
             else:
                 request_restore(client, bucket=location.bucket, key=location.key(key), state=state,
                                 tier=policy.tier, days=policy.days, fall_back=False)
@@ -251,6 +268,57 @@ def restore_archived(*, location: S3Location, keys, policy: RestorePolicy) -> So
     check_in = 1.0 if all(v == "ready" for v in states.values()) else settings.EXPORT_RESTORE_CHECK_SECONDS
     return SourceArchived(f"restoring {len(states)} archived objects of the recording", keys=states,
                           check_in_seconds=check_in, ready_in_seconds=slowest)
+
+
+def _restore_expired(key: str, state: ArchiveState) -> ExportError:
+    return ExportError(ErrorCode.SOURCE_STORAGE, f"source storage: the restore of {key} ({state.storage_class}) "
+                                                 f"expired before the export read it; post the export again")
+
+
+def still_restoring(*, location: S3Location, policy: RestorePolicy) -> SourceArchived | None:
+    """The check of an export that waits on restores (policy.seen): HEAD the objects it waits on and,
+    while any of them is still being restored, the SourceArchived to wait again with (their states,
+    the usual delay of the tier), so that no GET is made before they are all readable (each would
+    only answer InvalidObjectState). None when all are readable (or gone: the download says what
+    a missing object means): the download runs. A restore that expired before the export read its
+    object ends the export (-5), as in restore_archived."""
+    if not policy.seen:
+        return None
+    client = location.client()
+
+    def head(key: str) -> ArchiveState | None:
+        try:
+            return archive_state(client.head_object(Bucket=location.bucket, Key=location.key(key)))
+        except botocore.exceptions.ClientError as exc:
+            if is_not_found(exc):
+                return None
+            raise storage_error(exc, side="source") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise storage_error(exc, side="source") from exc
+
+    keys = sorted(policy.seen)
+    with ThreadPoolExecutor(max_workers=max(1, min(settings.EXPORT_DOWNLOAD_CONCURRENCY, len(keys)))) as pool:
+        heads = dict(zip(keys, pool.map(head, keys), strict=True))
+    states: dict[str, str] = {}
+    slowest = 0
+    for key, state in heads.items():
+        if state is None:
+            continue
+        if state.readable:
+            states[key] = "ready"
+        elif state.restore == "ongoing":
+            states[key] = "ongoing"
+            slowest = max(slowest, typical_restore_seconds(state.storage_class, policy.tier))
+        else:
+            raise _restore_expired(key, state)
+    ongoing = sum(1 for v in states.values() if v == "ongoing")
+    if not ongoing:
+        return None
+    logger.info("%d archived objects: %d restores under way, %d ready; no GET until all are ready", len(states),
+                ongoing, len(states) - ongoing)
+    return SourceArchived(f"restoring {ongoing} archived objects of the recording "
+                          f"({len(states) - ongoing} of {len(states)} restored)", keys=states,
+                          check_in_seconds=settings.EXPORT_RESTORE_CHECK_SECONDS, ready_in_seconds=slowest)
 
 
 def _not_recorded_yet(*, recording: media.Recording, start_ms: float, end_ms: float,
@@ -284,8 +352,12 @@ def selection_in_work_dir(*, live_path: str, clip_start: float, duration_ms: int
         lambda key: paths.local(key).read_bytes(), live_path,
         fetch_range=lambda key, first, last: paths.local(media.part_name(key, (first, last))).read_bytes())
     selection = media.select_segments(recording, clip_start, clip_start + duration_ms, audio_head_ms=audio_head_ms)
-    files = {key: str(paths.local(key)) for key in selection.keys() if paths.local(key).exists()}
-    return selection, files
+    return selection, files_in_work_dir(selection=selection, paths=paths)
+
+
+def files_in_work_dir(*, selection: media.Selection, paths: ExportPaths) -> dict[str, str]:
+    """The downloaded file of each key of the selection (a missing segment has none)."""
+    return {key: str(paths.local(key)) for key in selection.keys() if paths.local(key).exists()}
 
 
 # --- cut and encode -----------------------------------------------------------------------------
@@ -422,6 +494,21 @@ def upload(*, paths: ExportPaths, location: S3Location, writer: str, on_progress
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise storage_error(exc, side="destination") from exc
         return Uploaded(video_key=key, video_path="/" + key, output_bytes=size)
+
+
+def remove_upload(*, location: S3Location, key: str, writer: str) -> None:
+    """Delete the clip at `key` if `writer` wrote it (a failed export takes back what it uploaded;
+    anything else there is left alone)."""
+    client = location.client()
+    try:
+        head = client.head_object(Bucket=location.bucket, Key=location.key(key))
+    except botocore.exceptions.ClientError as exc:
+        if is_not_found(exc):
+            return
+        raise
+    if head.get("Metadata", {}).get(WRITER_METADATA) == writer:
+        client.delete_object(Bucket=location.bucket, Key=location.key(key))
+        logger.info("%s removed: its export failed", key)
 
 
 # --- getthumbnail: one frame at a position of a recording ------------------------------------------

@@ -30,59 +30,60 @@ def _warm_up(**_kwargs) -> None:
         logger.warning("S3 clients could not be built at start", exc_info=True)
 
 
-def _run(task, task_id: str, generation: int, *, runs: str | None = None) -> None:
-    services.export_run(delivery=services.Delivery(
+def _run(task, task_id: str, generation: int, *, runs: str | None = None) -> str:
+    """What became of the export (the task's result: Flower shows it beside SUCCESS)."""
+    return services.export_run(delivery=services.Delivery(
         task=runs or task.name, task_id=task_id, generation=generation, is_retry=bool(task.request.retries),
         retries_left=task.request.retries < task.max_retries,
     ))
 
 
 @shared_task(bind=True, name="exports.download", **RETRY)
-def download(self, task_id: str, generation: int = 0) -> None:
-    _run(self, task_id, generation)
+def download(self, task_id: str, generation: int = 0) -> str:
+    return _run(self, task_id, generation)
 
 
 # A waiting export's download, sent again with a countdown: the same work as exports.download,
 # under names that say in Flower why the export is looking again.
 @shared_task(bind=True, name="exports.check_restore", **RETRY)
-def check_restore(self, task_id: str, generation: int = 0) -> None:
+def check_restore(self, task_id: str, generation: int = 0) -> str:
     """archived objects of the range were being restored: read them now, or wait again."""
-    _run(self, task_id, generation, runs=download.name)
+    return _run(self, task_id, generation, runs=download.name)
 
 
 @shared_task(bind=True, name="exports.check_live_edge", **RETRY)
-def check_live_edge(self, task_id: str, generation: int = 0) -> None:
+def check_live_edge(self, task_id: str, generation: int = 0) -> str:
     """the range went past the live edge: read the manifest again, export or wait again."""
-    _run(self, task_id, generation, runs=download.name)
+    return _run(self, task_id, generation, runs=download.name)
 
 
 @shared_task(bind=True, name="exports.process", **RETRY)
-def process(self, task_id: str, generation: int = 0) -> None:
+def process(self, task_id: str, generation: int = 0) -> str:
     """cut, encode and thumbnail, on the cpu queue of the host holding the work dir."""
-    _run(self, task_id, generation)
+    return _run(self, task_id, generation)
 
 
 @shared_task(bind=True, name="exports.upload", **RETRY)
-def upload(self, task_id: str, generation: int = 0) -> None:
-    _run(self, task_id, generation)
+def upload(self, task_id: str, generation: int = 0) -> str:
+    return _run(self, task_id, generation)
 
 
 # The previous release sent cut, encode and thumbnail as three messages. Messages of it still
 # queued at an upgrade run the stages of exports.process (those already recorded are skipped).
 # Remove these once no message of the previous release can be left (docs/deploy.md, upgrades).
 @shared_task(bind=True, name="exports.cut", **RETRY)
-def legacy_cut(self, task_id: str, generation: int = 0) -> None:
-    _run(self, task_id, generation, runs=process.name)
+def legacy_cut(self, task_id: str, generation: int = 0) -> str:
+    return _run(self, task_id, generation, runs=process.name)
 
 
 @shared_task(bind=True, name="exports.encode", **RETRY)
-def legacy_encode(self, task_id: str, generation: int = 0) -> None:
-    _run(self, task_id, generation, runs=process.name)
+def legacy_encode(self, task_id: str, generation: int = 0) -> str:
+    return _run(self, task_id, generation, runs=process.name)
 
 
 @shared_task(bind=True, name="exports.thumbnail", **RETRY)
-def legacy_thumbnail(self, task_id: str, generation: int = 0) -> None:
-    _run(self, task_id, generation, runs=process.name)
+def legacy_thumbnail(self, task_id: str, generation: int = 0) -> str:
+    return _run(self, task_id, generation, runs=process.name)
 
 
 @shared_task(bind=True, name="exports.callbacks.deliver", max_retries=None)

@@ -23,22 +23,15 @@ from django.http.multipartparser import MultiPartParserError
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import DataAndFiles, MultiPartParser
 
-from resourced.parsers import BodyTooLarge
+from resourced.parsers import UNAUTHENTICATED_BODY_BYTES, BodyTooLarge, is_chunked
 from resourced.sessions import SESSION_HEADER, SessionError, session_user
 
-# Django's parser reads its input in chunks of this size (FileUploadHandler.chunk_size): the
-# first chunk holds the fields sent before the files.
-UNAUTHENTICATED_BODY_BYTES = 64 * 1024
+# UNAUTHENTICATED_BODY_BYTES (64 kB) is also the size of the chunks Django's parser reads its
+# input in (FileUploadHandler.chunk_size): the first chunk holds the fields sent before the files.
 
 
 def _too_large(size: str) -> BodyTooLarge:
     return BodyTooLarge(f"body: {size}, over the upload limit of {settings.IMGBED_MAX_UPLOAD_BYTES} bytes")
-
-
-def is_chunked(meta) -> bool:
-    """A body sent with Transfer-Encoding: chunked that the WSGI server decodes and ends for us
-    (gunicorn says so with wsgi.input_terminated; Django's development server cannot)."""
-    return "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower() and bool(meta.get("wsgi.input_terminated"))
 
 
 def upload_admit(request) -> None:

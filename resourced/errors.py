@@ -148,21 +148,40 @@ def exception_handler(exc, context):
     return response
 
 
-# URL prefixes whose unknown paths answer in an app's error shape (registered by the apps)
-_families_by_prefix: dict[str, ErrorFamily] = {}
+@dataclass(frozen=True)
+class _UrlSpace:
+    """Unknown URLs that answer in an app's error shape: under `prefix`, for `methods` (all when
+    empty), and, with `below`, only those that go on past a further '/' (`<prefix><path>/<name>`)."""
+
+    prefix: str
+    family: ErrorFamily
+    methods: tuple[str, ...] = ()
+    below: bool = False
+
+    def holds(self, request) -> bool:
+        if not request.path.startswith(self.prefix) or (self.methods and request.method not in self.methods):
+            return False
+        return not self.below or "/" in request.path[len(self.prefix):]
 
 
-def register_error_family(prefixes: tuple[str, ...], family: ErrorFamily) -> None:
-    """Unknown URLs under these path prefixes answer 404 in `family`'s shape."""
+# registered by the apps; the longest prefix that holds an unknown URL decides its shape
+_url_spaces: list[_UrlSpace] = []
+
+
+def register_error_family(prefixes: tuple[str, ...], family: ErrorFamily, *, methods: tuple[str, ...] = (),
+                          below: bool = False) -> None:
+    """Unknown URLs under these path prefixes answer 404 in `family`'s shape: only for `methods`
+    when given, and with `below` only URLs of the form `<prefix><path>/<name>`. A longer prefix
+    comes first, so that an API's own prefix is not taken by a wider one (the image bed's root)."""
     for prefix in prefixes:
-        _families_by_prefix[prefix] = family
+        _url_spaces.append(_UrlSpace(prefix, family, tuple(methods), below))
+    _url_spaces.sort(key=lambda space: len(space.prefix), reverse=True)
 
 
 def json_404(request, exception=None):
     """An unknown URL answers in the shape of the endpoint family its path belongs to."""
     message = f"{request.path}: not found"
-    family = next((f for prefix, f in _families_by_prefix.items() if request.path.startswith(prefix)),
-                  GENERIC_ERRORS)
+    family = next((space.family for space in _url_spaces if space.holds(request)), GENERIC_ERRORS)
     return JsonResponse(family.body("not_found", message), status=404)
 
 

@@ -33,9 +33,11 @@ clip keeps such a hole in its timeline (timestamps jump over it), as for a missi
 from __future__ import annotations
 
 import bisect
+import collections
 import concurrent.futures
 import io
 import os
+import statistics
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Mapping, Sequence
 
@@ -44,7 +46,18 @@ import av
 from ._common import SkippedSegment
 from ._decrypt import EncryptedFile, read_key
 from ._reframe import Reframe
-from ._validate import TS_HEAD, VideoCheck, piece_format, structure_problem, ts_sync_ok, ts_video_types
+from ._validate import (
+    TS_HEAD,
+    TsEdges,
+    VideoCheck,
+    piece_format,
+    structure_problem,
+    ts_counter_problem,
+    ts_edges,
+    ts_open_pes_problem,
+    ts_sync_ok,
+    ts_video_types,
+)
 from .errors import KeyUnavailable, MediaError
 from .manifest import Part, Segment, Track
 from .select import Selection, lack_length
@@ -148,6 +161,7 @@ class Pkt:
     dur_ms: float
     key: bool
     encoded: bool = False  # produced by the smart-cut encoder (already Annex B)
+    tb: float = 0.0  # the packet's time base as a float (0: read it from the packet): muxers need no Fraction
 
 
 class TrackSource:
@@ -177,8 +191,10 @@ class TrackSource:
         self._await_key = False  # after a hole: video waits for a keyframe
         self._lead_key: tuple[int, float] | None = None  # (segment, keyframe pts): its leading pictures are dropped
         self._frame_ms = 40.0  # the video's frame duration
+        self._key_sizes: collections.deque[int] = collections.deque(maxlen=8)  # of the last segments' keyframes
         self._ts_video: frozenset[int] | None = None  # MPEG-TS video stream types of the track's first segment
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._edges: dict[int, TsEdges | None] = {}  # MPEG-TS segment (index in parts) -> its edges (_ts_edges)
 
         # runs of consecutive segments that share an initialization (all of them, unless the
         # track changes it: DASH periods, HLS EXT-X-MAP), each read as one byte stream; a segment
@@ -227,6 +243,15 @@ class TrackSource:
             self.runs[-1].segments.append(piece)
             self.runs[-1].ts.append(fmt == "ts")
             self.parts.append((s, path))
+        # an MPEG-TS segment cut on a packet boundary inside a PES packet that declares its length is left
+        # out of the demuxer's stream, as one that is not whole packets: the demuxer and the parsers would
+        # take the next segment's first bytes for the rest of that PES packet
+        for run in self.runs:
+            for k, ts in enumerate(run.ts):
+                problem = self._ts_pes_problem(run, run.first_part + k) if ts else None
+                if problem is not None:
+                    run.blanked.add(k)
+                    self._skip(self.parts[run.first_part + k][0], problem)
         if not self.parts:
             return
         try:
@@ -371,7 +396,7 @@ class TrackSource:
             if rt_dts > self._last_rt_dts and self._last_rt_dts != float("-inf"):
                 self._last_dur = dur or min(1000.0, rt_dts - self._last_rt_dts) or self._last_dur
             self._last_rt_dts = max(self._last_rt_dts, rt_dts)
-        return Pkt(kind=kind, packet=pkt, rt_pts=rt_pts, rt_dts=rt_dts, dur_ms=dur, key=bool(pkt.is_keyframe))
+        return Pkt(kind=kind, packet=pkt, rt_pts=rt_pts, rt_dts=rt_dts, dur_ms=dur, key=bool(pkt.is_keyframe), tb=tb)
 
     def packets(self) -> Iterator[Pkt]:
         """Packets of the wanted streams in (about) decode order with recording-time stamps.
@@ -432,10 +457,18 @@ class TrackSource:
                     if h.first_video is None:
                         h.first_video = pkt
                     if h.key_check is None and pkt.is_keyframe and run.check.active:
-                        h.new_sets = run.check.new_parameter_sets(memoryview(pkt))
-                        if self.decode_check or h.new_sets:
+                        check = run.check
+                        h.new_sets = check.new_parameter_sets(memoryview(pkt))
+                        # a stream copy puts every segment into one track, described by the first one's
+                        # parameters: a segment of another encoding is left out, from the profile and level
+                        # its new parameter sets say, or the size its keyframe decodes to (in band: with its
+                        # own parameter sets; MP4 packets without them: with the initialization's, which
+                        # another encoding's pictures do not decode with).  A decoder takes any of them.
+                        if self.decode_check or h.new_sets or (check.relies_on_extradata(memoryview(pkt))
+                                                               and self._unlike_keyframes(pkt.size)):
                             # decoded beside the demuxing (the decoder releases the GIL), judged with the segment
-                            h.key_check = self._checker().submit(run.check.decode_problem, bytes(pkt))
+                            h.key_check = self._checker().submit(
+                                check.keyframe_problem, bytes(pkt), frozenset() if self.decode_check else h.new_sets)
                         else:
                             h.key_check = _NOT_DECODED
                 if len(held) > 1 and (anchor_index is None or video or len(h.packets) > 256):
@@ -482,6 +515,14 @@ class TrackSource:
             last = top = run.first_part + run.start
         for j in sorted(held):
             yield from self._judge(run, j, held.pop(j), judged, anchor_index, None)
+
+    def _unlike_keyframes(self, size: int) -> bool:
+        """Whether a keyframe without parameter sets is worth decoding: the first one, or one whose
+        size is far from the last keyframes' (another encoding's pictures: another rendition's
+        segment). Decoding every one would cost a copy more than the copy itself (4K: tens of ms each)."""
+        typical = statistics.median(self._key_sizes) if self._key_sizes else None
+        self._key_sizes.append(size)
+        return typical is None or not typical / _KEY_SIZE_RATIO <= size <= typical * _KEY_SIZE_RATIO
 
     def _judge(self, run: "_Run", j: int, h: "_Held", judged: dict, anchor_index: int | None,
                after: av.Packet | None, partial: bool = False) -> Iterator[Pkt]:
@@ -573,11 +614,64 @@ class TrackSource:
                 t = (after.dts if after.dts is not None else after.pts) * float(after.time_base) * 1000.0
                 if abs((t - start) - span) <= max(1000.0, 0.25 * span):
                     expected = t - start  # (the next segment continues this one's timestamps)
+        continued = expected is not None
         if expected is None and run.ts[j - run.first_part]:
             expected = seg.end_ms - seg.start_ms
         if expected is not None and expected - covered > max(4 * self._frame_ms, 0.25 * expected):
             return f"it is cut short (its media covers {covered:.0f} ms of {expected:.0f})"
+        if continued and run.ts[j - run.first_part]:
+            # an MPEG-TS segment cut on a packet boundary, too little to be seen in time: packets lost at its
+            # end, as the continuity counters say
+            return self._ts_counter_problem(run, j)
         return None
+
+    # -- MPEG-TS segments cut on a packet boundary (_validate.ts_edges) -----------------------------
+    def _ts_edges_of(self, run: "_Run", j: int) -> TsEdges | None:
+        """The edges of segment `j` (index in self.parts; read once) when it is an MPEG-TS segment of
+        `run` that its demuxer reads (not left out); else None."""
+        k = j - run.first_part
+        if not 0 <= k < len(run.segments) or not run.ts[k] or k in run.blanked:
+            return None
+        if j not in self._edges:
+            piece = run.segments[k]
+            try:
+                self._edges[j] = ts_edges(lambda: _open(piece), _size(piece))
+            except (OSError, MediaError):
+                self._edges[j] = None
+        return self._edges[j]
+
+    def _follows(self, j: int) -> bool:
+        """Whether segment `j` (index in self.parts) starts where the one before it ends."""
+        return 0 < j < len(self.parts) and abs(self.parts[j][0].start_ms - self.parts[j - 1][0].end_ms) <= 1.0
+
+    def _media_pids(self, run: "_Run") -> list[int]:
+        """The PIDs of the streams read from the run's MPEG-TS segments (their stream ids)."""
+        streams = run.container.streams
+        return [s.id for s, wanted in ((streams.video[0] if streams.video else None, self.vstream),
+                                       (streams.audio[0] if streams.audio else None, self.astream))
+                if s is not None and wanted is not None]
+
+    def _ts_pes_problem(self, run: "_Run", j: int) -> str | None:
+        """Whether MPEG-TS segment `j` ends inside an audio or video PES packet that declares its length
+        (see _validate.ts_open_pes_problem; the segment that follows it, else the one before it, is the
+        witness that the muxer's lengths are right)."""
+        edges = self._ts_edges_of(run, j)
+        if edges is None or not edges.open_pes:
+            return None
+        nxt = self._ts_edges_of(run, j + 1) if self._follows(j + 1) else None
+        witness = nxt if nxt is not None else (self._ts_edges_of(run, j - 1) if self._follows(j) else None)
+        return ts_open_pes_problem(edges, nxt, witness, sorted(edges.open_pes))
+
+    def _ts_counter_problem(self, run: "_Run", j: int) -> str | None:
+        """Whether MPEG-TS segment `j`, whose timeline the next segment continues, lost packets at its
+        end, as the continuity counters say (see _validate.ts_counter_problem)."""
+        prev = self._ts_edges_of(run, j - 1) if self._follows(j) else None
+        nxt = self._ts_edges_of(run, j + 1) if prev is not None else None
+        then = self._ts_edges_of(run, j + 2) if nxt is not None and self._follows(j + 2) else None
+        edges = self._ts_edges_of(run, j) if then is not None else None
+        if edges is None:
+            return None
+        return ts_counter_problem(prev, edges, nxt, then, self._media_pids(run))
 
 
 class _Held:
@@ -595,6 +689,8 @@ class _Held:
 
 _NOT_DECODED = concurrent.futures.Future()
 _HOLD_MAX = 1500  # packets held at most per segment (10 s of 60 fps video and 48 kHz AAC: about 1070)
+# a keyframe this many times larger or smaller than the last ones' median is decoded (_unlike_keyframes)
+_KEY_SIZE_RATIO = 1.5
 
 
 class _Verdict:
@@ -750,8 +846,11 @@ def open_sources(selection: Selection, files: Mapping[str, str], *, decode_check
 def skipped_of(selection: Selection, files: Mapping[str, str],
                sources: Sequence[TrackSource]) -> tuple[tuple[SkippedSegment, ...], int]:
     """The damaged segments the sources left out (in recording order), and the ms of the requested
-    range they make the first track lack beyond what the missing files do (see ClipInfo)."""
-    skipped = tuple(sorted((s for src in sources for s in src.skipped), key=lambda s: (s.start_ms, s.track)))
+    range they make the first track lack beyond what the missing files do (see ClipInfo). The
+    look-ahead segment (Selection.lookahead: optional, past the end) is not one of them: damaged,
+    it is left out as an absent one is, unreported."""
+    skipped = tuple(sorted((s for src in sources for s in src.skipped if s.name not in selection.lookahead),
+                           key=lambda s: (s.start_ms, s.track)))
     if not skipped:
         return (), 0
     missing = [k for k in selection.keys() if not (files.get(k) and os.path.isfile(files[k]))]

@@ -11,7 +11,8 @@ Two modes:
   or after it: B-frames whose reference lies past the end; none without B-frames).
   Everything between is copied packet for packet.
 * ``"keyframe"``: pure stream copy from the video keyframe at or before the start (the
-  clip may begin up to a GOP early; ``lead_ms`` says by how much).
+  clip may begin up to a GOP early; ``lead_ms`` says by how much); only an H.264 keyframe
+  after a hole in the timeline is spliced, as below (``_KeyframeSplice``).
 
 Parameter sets: the re-encoded parts carry their own (same profile, level, picture format).
 The output is a sequence of Annex B access units with the parameter sets in band before
@@ -43,7 +44,7 @@ from typing import Callable, Mapping
 import av
 
 from ._common import ClipInfo, Progress, atomic_output, codec_name, container_format
-from ._nal import MP4_TO_ANNEXB, START, Nal, is_length_prefixed
+from ._nal import MP4_TO_ANNEXB, START, Nal, is_length_prefixed, nal_length_size
 from ._source import Pkt, describe_skipped, open_sources, skipped_of
 from .errors import MediaError
 from .select import Selection
@@ -171,11 +172,13 @@ class _SpanProgress(Progress):
 
 # --------------------------------------------------------------------------- keyframe mode
 class _Writer:
-    """Muxes recording-time packets into an output container, shifted by `base_ms`."""
+    """Muxes recording-time packets into an output container, shifted by `base_ms`; `splice` (H.264:
+    a _KeyframeSplice) passes on each video packet, in decode order."""
 
-    def __init__(self, out: av.container.OutputContainer, ovs, oas):
+    def __init__(self, out: av.container.OutputContainer, ovs, oas, splice: _KeyframeSplice | None = None):
         self.out = out
         self.ost = {"video": ovs, "audio": oas}
+        self.splice = splice
         self.base_ms = 0.0
         # MP4: the first frame presented at 0 (the decode times before it negative: an edit list), as in
         # accurate mode; MPEG-TS: decode times from 0
@@ -191,8 +194,9 @@ class _Writer:
         ost = self.ost[p.kind]
         if ost is None:
             return
-        pkt = p.packet
-        tb = pkt.time_base
+        pkt = p.packet if self.splice is None or p.kind != "video" else self.splice(p)
+        # (a float: float / Fraction gives the same float, through the slow Fraction protocol)
+        tb = p.tb or float(pkt.time_base)
         dts = int(round((p.rt_dts - self.base_ms) / 1000.0 / tb))
         pts = int(round((p.rt_pts - self.base_ms) / 1000.0 / tb))
         last = self.last_dts.get(p.kind)
@@ -233,7 +237,8 @@ def _keyframe_cut(sources, vstream, astream, tmp, fmt, opts, start_ms, end_ms, p
         oas = out.add_stream_from_template(astream, opaque=True) if astream is not None else None
         if ovs is not None and fmt in ("mp4", "mov") and codec_name(vstream) == "hevc":
             ovs.codec_context.codec_tag = "hvc1"  # playable by Apple players
-        w = _Writer(out, ovs, oas)
+        splice = _KeyframeSplice(vstream) if vstream is not None and codec_name(vstream) == "h264" else None
+        w = _Writer(out, ovs, oas, splice)
         first = _copy(sources, w, start_ms, end_ms, has_video=vstream is not None, progress=progress)
     finally:
         out.close()
@@ -941,6 +946,56 @@ class _H264Splice:
             return self._map_vcl(data, patch, units)
         except (_Unsupported, IndexError):
             return data
+
+
+class _KeyframeSplice:
+    """Keyframe mode, H.264: the first keyframe after a hole in the timeline (a dts jump: segments
+    missing or skipped as damaged; the sources resume on a keyframe without its leading pictures) is
+    spliced as the accurate cut splices it (``_H264Splice``): an open-GOP keyframe (a non-IDR I
+    picture) becomes an IDR and the following packets are renumbered up to the source's next IDR,
+    so that decoders start a new sequence there rather than continue the pictures before the hole.
+    Every other packet is copied as it is (the same av.Packet).  Packets may be Annex B (MPEG-TS) or
+    length-prefixed (MP4: an avcC in the stream's extradata); a rewritten one keeps its framing."""
+
+    def __init__(self, vstream):
+        extra = vstream.codec_context.extradata
+        self.size = nal_length_size("h264", extra) if is_length_prefixed(extra) else None
+        self.h264 = _H264Splice()
+        self.h264.parameter_sets(_H264_NAL.from_extradata(extra))
+        rate = vstream.average_rate or vstream.guessed_rate
+        frame_ms = 1000.0 / float(rate) if rate else 40.0
+        self.gap_ms = max(3 * frame_ms, 100.0)  # a dts jump this large is a hole (as the accurate cut's)
+        self.last_dts: float | None = None
+
+    def __call__(self, p: Pkt) -> av.Packet:
+        pkt = p.packet
+        gap = self.last_dts is not None and p.rt_dts - self.last_dts > self.gap_ms
+        self.last_dts = p.rt_dts if self.last_dts is None else max(self.last_dts, p.rt_dts)
+        splice = gap and p.key
+        if not splice and self.h264.base is None:
+            return pkt  # (a plain copy)
+        data = bytes(pkt)
+        annexb = data if self.size is None else self._annexb(data)
+        if p.key:
+            self.h264.parameter_sets([annexb[s:e] for t, s, e in _H264_NAL.units(annexb) if t in (7, 8)])
+        new = self.h264.to_idr(annexb) if splice else self.h264.renumber(annexb)
+        if new is annexb:
+            return pkt
+        out = av.Packet(new if self.size is None else _H264_NAL.length_prefixed(new, self.size))
+        out.time_base = pkt.time_base
+        out.duration = pkt.duration
+        out.is_keyframe = pkt.is_keyframe
+        return out
+
+    def _annexb(self, data: bytes) -> bytes:
+        """Length-prefixed NAL units -> Annex B."""
+        units = []
+        i, n, size = 0, len(data), self.size
+        while i + size <= n:
+            length = int.from_bytes(data[i:i + size], "big")
+            units.append(START + data[i + size:i + size + length])
+            i += size + length
+        return b"".join(units)
 
 
 # --------------------------------------------------------------------------- re-encoding

@@ -52,6 +52,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # a JSON body sent without Content-Length (chunked) reaches the bounded JSON parser
+    "resourced.parsers.UnsizedBodyMiddleware",
 ]
 
 ROOT_URLCONF = "resourced.urls"

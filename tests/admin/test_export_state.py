@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from exports.models import Export, Quota, Thumbnail
-from exports.selectors import export_failed_stage
+from exports.selectors import export_failed_stage, export_response
 from tests.admin.conftest import make_export, make_failed, make_ready
 
 pytestmark = pytest.mark.django_db
@@ -74,6 +74,39 @@ def test_progress_endpoint_answers_stage_progress_and_eta_of_the_ids_asked(staff
     assert "next check " + timezone.localtime(waiting.next_check_at).strftime("%Y-%m-%d %H:%M:%S") in s["html"]
 
     assert states[ready.pk]["progress"] == 100
+
+
+@pytest.mark.parametrize("history", [
+    # waited 2 h on restores; its last check found them done and began the download
+    {"waiting_on": {"kind": "restoring", "restoring": {"a.m4s": "ready", "b.m4s": "ready"}}},
+    # waited on the live edge
+    {"waiting_on": {"kind": "waiting", "live": {"edge_ms": 12000, "end_ms": 14000}}},
+    # restarted from download by the sweep (its host vanished)
+    {"restarts": 1},
+])
+def test_the_eta_counts_only_the_work_since_the_export_last_waited(staff_client, history):
+    now = timezone.now()
+    export = make_export(status="running", stage="download", progress=25, attempts={"download": 1},
+                         started_at=now - timedelta(hours=2), **history)
+    # its row as services left it: put back (a wait, a restart) 30 s ago, Progress counted from 0 since
+    Export.objects.filter(pk=export.pk).update(created_at=now - timedelta(hours=2, seconds=5),
+                                               updated_at=now - timedelta(seconds=30))
+    waiting = make_export(status="waiting", stage="restoring", started_at=now - timedelta(hours=2),
+                          next_check_at=now + timedelta(minutes=5), waiting_on={"kind": "restoring",
+                                                                                "restoring": {"c.m4s": "ongoing"}})
+
+    states = {s["id"]: s for s in staff_client.get(PROGRESS, {"id": [export.pk, waiting.pk]}).json()["exports"]}
+    s = states[export.pk]
+    assert 88 <= s["eta_seconds"] <= 95, s  # 30 s for 25 %: about 90 s to go, not 6 h from its start 2 h ago
+    assert "ETA 1 min" in s["html"], s["html"]
+    row = result_row(staff_client.get(CHANGELIST).content.decode(), export.task_id)
+    assert "ETA 1 min" in row
+    # a waiting export has no ETA of work: what it waits on and its next check
+    s = states[waiting.pk]
+    assert s["eta_seconds"] is None and "ETA" not in s["html"] and "1 archived object being restored" in s["html"]
+    # the API's TimeWait is the same estimate (within its bounds): 30 s for 90 % is about 3.3 s to go
+    Export.objects.filter(pk=export.pk).update(progress=90)
+    assert 3_200 <= export_response(Export.objects.get(pk=export.pk))["TimeWait"] <= 3_600
 
 
 def test_progress_endpoint_is_for_staff_who_may_view_exports(client, django_user_model):

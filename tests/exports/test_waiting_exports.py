@@ -4,6 +4,7 @@ the live edge of a recording still being made (Stage `waiting`). docs/api.md "Ar
 recordings" and "Live recordings"; the waits are resourced.settings.test's short ones."""
 
 import datetime as dt
+import re
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -121,6 +122,23 @@ def test_archived_segments_are_restored_only_those_needed_then_exported(
     assert set(export.waiting_on["restoring"]) == set(archived)
 
 
+def test_an_archived_segment_after_an_end_on_a_boundary_is_not_waited_for(api, s3, session_id, celery_worker,
+                                                                           dash_20s, tmp_path):
+    # the clip 4 s → 8 s ends on the boundary that segment 5 opens: the engine also reads that
+    # segment (media presented before the end may be stored after it), but it is optional: archived,
+    # it is left out, not restored, and the export does not wait
+    peer, prefix = new_prefix("mp4")
+    live_path = upload_archived(s3, dash_20s, prefix, {5: "GLACIER"})
+    body = export_body(live_path, session_id, StartPos=mediagen_origin_ms() + 4000, Duration=4000)
+    answer, seen = poll_seen(api, submit(api, body)["TaskId"], session_id)
+    assert answer["ErrorCode"] == 5 and answer["LackLength"] == 0, answer
+    assert not [b for b in seen if b["Stage"] == "restoring"], [b["Stage"] for b in seen]
+    for rep in (0, 1):
+        assert restore_header(s3, f"{prefix}/chunk-{rep}-00005.m4s") is None, "the look-ahead is not restored"
+    clip = clip_of(s3, answer, tmp_path)
+    assert mediagen.first_stamp(clip) == (4, 0) and abs(clip_seconds(clip) - 4.0) <= 0.08
+
+
 def submit_again(api, body) -> str:
     response = api.post(URL, body, format="json")
     assert response.status_code == 200, response.json()
@@ -208,6 +226,35 @@ def test_a_lost_check_is_sent_again_by_the_sweep(api, s3, session_id, celery_wor
     restore_pace.reset()  # moto's immediate restores again: the resent check finds the segment readable
     answer, _seen = poll_seen(api, task_id, session_id)
     assert answer["ErrorCode"] == 5, answer
+
+
+S3_REQUEST = re.compile(r'"(?:\x1b\[[0-9;]*m)?([A-Z]+) (/\S+) HTTP/')
+
+
+def test_a_check_while_restores_are_under_way_only_heads_the_objects(api, s3, s3_server, session_id, celery_worker,
+                                                                     dash_20s, restore_pace):
+    task_id, key = export_held_in_restoring(api, s3, session_id, restore_pace, dash_20s, segment=5)
+    prefix = key.rsplit("/", 1)[0]
+    logged = len(s3_server.read_log())  # what the S3 endpoint logged (one line a request) before the checks
+    checks, deadline = set(), time.monotonic() + 20
+    while len(checks) < 3:  # each check that waits again sets a new next_check_at (1 s later, in tests)
+        export = Export.objects.get(task_id=task_id)
+        assert export.status in (Export.Status.WAITING, Export.Status.RUNNING), export.status
+        if export.status == Export.Status.WAITING:
+            checks.add(export.next_check_at)
+        assert time.monotonic() < deadline, f"{len(checks)} checks in 20 s"
+        time.sleep(0.1)
+    time.sleep(0.2)  # (the endpoint logs a request once it has answered it)
+    requests = [m.groups() for m in map(S3_REQUEST.search, s3_server.read_log()[logged:].splitlines())
+                if m and m.group(2).startswith(f"/{SOURCE}/{prefix}/")]
+    assert len(requests) >= 2, requests  # the checks after the first one: at least two
+    assert {method for method, _path in requests} == {"HEAD"}, requests  # no GET of the manifest or a segment
+    assert f"/{SOURCE}/{key}" in {path for _method, path in requests}
+    export = Export.objects.get(task_id=task_id)
+    assert export.waiting_on["restoring"][key] == "ongoing"
+    answer = get(api, task_id, session_id)
+    assert answer["Stage"] == "restoring" and "restoring" in answer["ErrorMessage"], answer
+    api.delete(f"{URL}/{task_id}", HTTP_X_SESSION_ID=session_id)  # no more checks
 
 
 def test_waiting_exports_have_their_own_quota(api, session_id):

@@ -111,8 +111,8 @@ def test_unsafe_read_paths_are_400(client, imgbed_bucket, url):
 def test_the_image_route_does_not_shadow_other_urls(client, stored):
     assert client.get("/healthz").status_code != 404
     assert client.get("/api/schema/").status_code == 200
-    unknown = client.get("/cam/2026/frame.txt")  # not an image extension: the project's own 404
-    assert unknown.status_code == 404 and unknown.json()["code"] == 404
+    unknown = client.get("/cam/2026/frame.txt")  # not an image extension: no image route …
+    assert unknown.status_code == 404 and unknown.json()["ErrorCode"] == 4  # … but the image bed's 404
     assert client.get("/frame.png").status_code == 404  # no path: not an image bed URL
     assert client.get("/cam/2026/FRAME.PNG").status_code == 404  # names are case-sensitive …
     image_save_bytes(path="cam", filename="UPPER.JPG", data=jpeg(), uploader="u")
@@ -163,3 +163,24 @@ def test_a_failed_if_match_is_412_json(client, stored):
     assert client.get("/cam/2026/frame.png", HTTP_IF_MATCH=image.etag).status_code == 200
     response = client.get("/cam/2026/frame.png", HTTP_IF_MATCH='"other"')
     assert response.status_code == 412 and response.json()["ErrorCode"] == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/cam/2026/frame.txt", "/cam/\x84", "/cam/2026/frame", "/a/b/"])
+def test_a_get_of_a_name_that_is_not_an_image_name_answers_the_image_beds_404(client, imgbed_bucket, url):
+    """GET and HEAD <path>/<filename> are the image bed's (docs/api.md §2), whatever the name: one
+    that no image can have is absent, in the shape of an absent image (ErrorCode 4)."""
+    response = client.get(url)
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json() == {"ErrorCode": 4, "ErrorMessage": f"{url}: not found"}
+    assert client.head(url).status_code == 404
+
+
+@pytest.mark.django_db
+def test_other_unknown_urls_keep_their_own_404(client):
+    """Not an image read: another method, no <path>/ before the name, or an API's own prefix."""
+    assert client.post("/cam/2026/frame.txt").json() == {"code": 404, "message": "/cam/2026/frame.txt: not found"}
+    assert client.get("/frame.txt").json() == {"code": 404, "message": "/frame.txt: not found"}
+    assert client.get("/resource/v1/i/restore/a/b").json() == {"code": 404, "message": "/resource/v1/i/restore/a/b: not found"}
+    exports = client.get("/resource/v1/i/export-to-s3dir/a/b").json()
+    assert exports["ErrorCode"] == -1 and exports["ErrorMessage"] == "/resource/v1/i/export-to-s3dir/a/b: not found"

@@ -40,6 +40,7 @@ from exports.media import (
     load_recording,
     select_segments,
 )
+from tests import mediagen
 from tests.media.conftest import ACCURATE_SOURCES
 from tests.media.test_accurate import (
     AAC_FRAME_S,
@@ -161,29 +162,12 @@ def check_file(path, *, container, expected_format):
 # --------------------------------------------------------------------------- engine bugs found
 # The cases of the matrix that fail today, by cause: each such case is xfail(strict=True) with the
 # reasons of the causes it runs into (known_bugs says which), and is itself the reproduction.
-BUGS = {
-    "segment-end": (
-        "select_segments takes the segments whose playlist interval overlaps [start, end): media presented "
-        "before an end on a segment boundary but stored after it is not downloaded: with an open GOP the "
-        "leading pictures of the keyframe opening the next segment (the clip misses its last 4 frames), "
-        "in MPEG-TS with B-frames the audio muxed after that keyframe's dts (the audio ends 80 ms early)"),
-    "h264-open-gop-after-hole": (
-        "keyframe mode (cut._keyframe_cut / _copy) copies the H.264 open-GOP keyframe (non-IDR I) after a "
-        "timeline hole as it is (only the accurate cut splices it, _H264Splice): decoders continue across "
-        "the hole, lose (6,0)-(6,7) and show (6,8) before (3,20) ('mmco: unref short failure')"),
-}
+BUGS: dict[str, str] = {}  # none known today (fixed: "segment-end", "h264-open-gop-after-hole")
 
 
 def known_bugs(mode, source, container, start, end) -> list[str]:
     """Names (BUGS) of the engine bugs a case of the matrix runs into."""
-    gop = source.split("-")[1]
-    across_hole = start != "gap" and end not in ("gap", "segment")
-    found = []
-    if mode == "keyframe" and source == "h264-open" and across_hole:
-        found.append("h264-open-gop-after-hole")
-    if end == "segment" and gop != "closed" and ACCURATE_SOURCES[source]["kind"] == "hls":
-        found.append("segment-end")
-    return found
+    return []
 
 
 def expect_bugs(request, *case):
@@ -324,6 +308,36 @@ def test_end_on_a_segment_boundary(store, accurate_source, tmp_path, request, so
     else:
         check_keyframe(info, source, start, end, container)
     check_file(info.path, container=container, expected_format=source_format(store, key))
+
+
+# --------------------------------------------------------------------------- keyframe mode after a hole, MP4 framing
+@pytest.fixture(scope="module")
+def h264_open_dash(store):
+    """The h264-open source packaged as DASH (fMP4: length-prefixed NAL units), the segment after
+    [4 s, 6 s) missing."""
+    path = mediagen.make_dash(os.path.join(store.root, "acc-h264-open-dash"), duration_s=8, template="timeline",
+                              missing=[(4, 6)], **{k: v for k, v in ACCURATE_SOURCES["h264-open"].items()
+                                                   if k != "kind"})
+    return os.path.relpath(path, store.root)
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_keyframe_cut_splices_length_prefixed_h264(store, h264_open_dash, tmp_path, container):
+    """The open-GOP keyframe after the hole is spliced in the packets' own framing (length-prefixed
+    here): nothing from before the hole is shown after it, and every frame decodes.  (Not checked:
+    the times of the leading pictures of the 6 s keyframe, which this DASH packaging starts its
+    segment with: the sources place that keyframe at the segment's start, 5.84 s, with them.)"""
+    info = run(store, h264_open_dash, 1000, 7000, str(tmp_path / f"clip.{container}"), container=container,
+               mode="keyframe")
+    r = inspect(info.path, "h264")
+    assert r["ffmpeg"] == ""
+    stamps = r["stamps"]
+    before = [st for st in stamps if st < (4, 0)]
+    after = stamps[len(before):]
+    assert before == expected_stamps(1000, 3840, HOLE)  # (3.84-3.96 s: the missing 4 s keyframe's leading pictures)
+    assert after == sorted(after) and set(expected_stamps(6000, 7000, HOLE)) <= set(after)
+    d = decode_everything(info.path)
+    assert d["messages"] == [] and d["frames"] == d["packets"]
 
 
 # --------------------------------------------------------------------------- encode_selection: a subset

@@ -739,7 +739,7 @@ def test_hls_byte_ranges_with_and_without_offsets_and_map_byterange():
     assert [(s.key, s.byte_range, s.number) for s in track.segments] == [
         ("h/all.mp4", (1297, 40659), 10), ("h/all.mp4", (40660, 79596), 11), ("h/all.mp4", (79597, 79696), 12),
         ("h/other.mp4", (0, 499), 13), ("h/other.mp4", (500, 1099), 14)]
-    sel = select_segments(rec, 2000, 4000)
+    sel = select_segments(rec, 2000, 4000, lookahead_ms=0)  # (exactly the overlap)
     assert sel.keys() == ["h/all.mp4@0-1296", "h/all.mp4@40660-79596"]
     assert sel.media_bytes() == 1297 + 38937
     assert parse_m3u8('#EXTM3U\n#EXT-X-MAP:URI="i.mp4",BYTERANGE="800"\n#EXTINF:2,\n0.m4s\n',
@@ -854,7 +854,7 @@ def test_hls_aes_128_keys_are_downloaded_before_what_they_decrypt():
     assert sel.keys() == ["r/keys/k1.key", "r/a.ts", "shared/k2.key", "r/b.ts", "r/all.ts@0-999", "r/all.ts@1000-1999",
                           "r/clear.ts", "rec/k3.key", "r/e.ts"]
     assert sel.decryption_keys() == ["r/keys/k1.key", "shared/k2.key", "rec/k3.key"]
-    ranged = select_segments(rec, 6000, 10000)
+    ranged = select_segments(rec, 6000, 10000, lookahead_ms=0)  # (exactly the overlap)
     assert ranged.keys() == ["shared/k2.key", "r/all.ts@0-999", "r/all.ts@1000-1999"]
     assert ranged.media_bytes() == 2000  # the media, not the key
     # a segment whose key is missing lacks, as one whose file is missing

@@ -1,6 +1,15 @@
 import pytest
 
-from exports.media import KEYFRAME_AUDIO_HEAD_MS, Recording, Segment, Track, lack_length, select_segments
+from exports.media import (
+    KEYFRAME_AUDIO_HEAD_MS,
+    Recording,
+    Segment,
+    Track,
+    lack_length,
+    parse_m3u8,
+    select_segments,
+)
+from exports.media.select import LOOKAHEAD_MS
 
 
 def seg(key, a, b, n=0):
@@ -39,6 +48,45 @@ def test_end_near_a_boundary_takes_the_next_segment(rec):
     assert [s.key for s in sel.tracks[0].segments] == ["r/v2", "r/v3"]
     assert sel.lack_ms == 0
     assert [s.key for s in select_segments(rec, 2000, 2900, lookahead_ms=1000).tracks[0].segments] == ["r/v2"]
+
+
+def test_end_on_a_boundary_takes_the_segment_it_opens_as_look_ahead(rec):
+    # by default: the media presented before 4 s may be stored in [4 s, 6 s) (an open-GOP keyframe's
+    # leading pictures, MPEG-TS audio muxed after it); the first track only
+    sel = select_segments(rec, 1000, 4000)
+    assert [s.key for s in sel.tracks[0].segments] == ["r/v1", "r/v2", "r/v3"]
+    assert [s.key for s in sel.tracks[1].segments] == ["r/a0", "r/a1"]
+    assert sel.keys() == ["r/v-init", "r/v1", "r/v2", "r/v3", "r/a-init", "r/a0", "r/a1"]
+    # optional: never missing media, never LackLength (the init is not its alone)
+    assert sel.lookahead == {"r/v3"}
+    assert sel.lack_ms == 0 and lack_length(sel, ["r/v3"]) == 0
+    # just before a boundary (less than LOOKAHEAD_MS): the same
+    assert select_segments(rec, 1000, 4000 - LOOKAHEAD_MS + 1).lookahead == {"r/v3"}
+    # elsewhere in a segment (a 60 s clip ending mid-segment fetches nothing more): the overlap only
+    for end in (4000 - LOOKAHEAD_MS, 3500, 4500):
+        sel = select_segments(rec, 1000, end)
+        assert sel.lookahead == frozenset()
+        assert [s.key for s in sel.tracks[0].segments] == (["r/v1", "r/v2"] if end < 4000 else ["r/v1", "r/v2", "r/v3"])
+    # the segment after the end does not follow the overlap (a gap in the timeline): not taken
+    sel = select_segments(rec, 4500, 6000)
+    assert [s.key for s in sel.tracks[0].segments] == ["r/v3"] and sel.lookahead == frozenset()
+    sel = select_segments(rec, 6500, 10000)  # (nothing overlaps in the first track)
+    assert sel.tracks[0].segments == () and sel.lookahead == frozenset()
+    # lookahead_ms=0: exactly the overlap
+    sel = select_segments(rec, 1000, 4000, lookahead_ms=0)
+    assert [s.key for s in sel.tracks[0].segments] == ["r/v1", "r/v2"] and sel.lookahead == frozenset()
+
+
+def test_look_ahead_owns_the_initialization_and_key_only_it_needs():
+    playlist = ('#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="k1",IV=0x1\n#EXTINF:2,\na.ts\n#EXTINF:2,\nb.ts\n'
+                '#EXT-X-KEY:METHOD=AES-128,URI="k2",IV=0x2\n#EXT-X-MAP:URI="init.mp4"\n#EXTINF:2,\nc.m4s\n')
+    rec = parse_m3u8(playlist, base_dir="r")
+    sel = select_segments(rec, 0, 2000)
+    assert sel.keys() == ["r/k1", "r/a.ts", "r/b.ts"] and sel.lookahead == {"r/b.ts"}  # k1: a's too
+    sel = select_segments(rec, 1000, 4000)
+    assert sel.keys() == ["r/k1", "r/a.ts", "r/b.ts", "r/k2", "r/init.mp4", "r/c.m4s"]
+    assert sel.lookahead == {"r/k2", "r/init.mp4", "r/c.m4s"}
+    assert lack_length(sel, sel.lookahead) == 0 and lack_length(sel, ["r/k1"]) == 3000
 
 
 def test_for_a_keyframe_cut_other_tracks_start_with_the_first_tracks_segment(rec):

@@ -115,10 +115,10 @@ class Stack:
 
     def export_state(self, task_id: str) -> dict:
         rows = self.sql("SELECT status, stage, error_code, error_message, attempts, restarts, host, step_hosts, "
-                        "idempotency_key FROM exports_export WHERE task_id = %s", task_id)
-        status, stage, code, message, attempts, restarts, host, hosts, key = rows[0]
+                        "idempotency_key, timings FROM exports_export WHERE task_id = %s", task_id)
+        status, stage, code, message, attempts, restarts, host, hosts, key, timings = rows[0]
         return {"status": status, "stage": stage, "code": code, "message": message, "attempts": attempts,
-                "restarts": restarts, "host": host, "step_hosts": hosts, "key": key}
+                "restarts": restarts, "host": host, "step_hosts": hosts, "key": key, "timings": timings or {}}
 
     def wait_for(self, task_id: str, predicate, timeout: float, what: str) -> dict:
         deadline = time.monotonic() + timeout
