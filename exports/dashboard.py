@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from exports.errors import meaning
 from exports.models import Export
-from exports.stages import BY_NAME, DOWNLOAD, STAGE_NAMES, stage_queue_name
+from exports.stages import BY_NAME, DOWNLOAD, STAGE_NAMES
 from resourced.celery import host_bound_queues, host_queue
 from resourced.dashboard import changelist
 
@@ -21,14 +21,14 @@ WAITING_QUEUE = "(scheduled check)"
 
 def stage_queue(*, status: str, stage: str, host: str, remux: bool = False) -> str:
     """The queue an export in this state waits on or runs from (exports/stages.py); `remux`: a
-    stream copy from keyframes, cut by its download task."""
+    stream copy from keyframes, made by its download task alone."""
     if status == Export.Status.WAITING:
         return WAITING_QUEUE
     spec = BY_NAME.get(stage)
-    if status == "queued" or spec is None or spec is DOWNLOAD or not host:
+    made_by_download = remux and spec is not None and spec.remux_task == DOWNLOAD.task
+    if status == "queued" or spec is None or spec is DOWNLOAD or not host or made_by_download:
         return DOWNLOAD.queue
-    queue = stage_queue_name(spec, remux=remux)
-    return host_queue(queue, host) if queue in host_bound_queues() else queue
+    return host_queue(spec.queue, host) if spec.queue in host_bound_queues() else spec.queue
 
 
 def export_pipeline(now) -> list[dict]:

@@ -662,7 +662,7 @@ def export_run(*, delivery: Delivery) -> str:
             _fail(export, ErrorCode.INTERNAL,
                   f"internal error in {stage.name if stage else delivery.task} (logged with TaskId {export.task_id})")
         done = ", ".join(s.name for s in todo) or "nothing left"
-        following = tasks_after(delivery.task, remux=remux)
+        following = tasks_after(delivery.task, done=export.timings or {})
         if following:
             if not _still_running(export):
                 return f"{done} done; the export was cancelled meanwhile"

@@ -10,11 +10,12 @@ so neither waits for the other). Fewer hops, and nothing of one export waits beh
 export's step in between.
 
 A stream copy from keyframes (export_type 0, CutMode keyframe: a *remux*) only rewraps packets, I/O
-work: the download task cuts it itself, right after fetching the segments (`remux_task`), and the
-upload task follows; no message to the cpu queue. An accurate copy re-encodes the partial GOPs at
-both ends, CPU work that stays on the cpu queue, bounded by its concurrency.
+work: the download task does all of it itself (`remux_task`), right after fetching the segments:
+cut, thumbnail and upload, one message in all. An accurate copy re-encodes the partial GOPs at both
+ends, CPU work that stays on the cpu queue, bounded by its concurrency.
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from exports.errors import ErrorCode
@@ -42,8 +43,10 @@ DOWNLOAD = Stage("download", "exports.download", QUEUE_MEDIA_IO, (0, 40), ErrorC
 CUT = Stage("cut", "exports.process", QUEUE_MEDIA_CPU, (40, 55), ErrorCode.MEDIA, remux_task="exports.download")
 ENCODE = Stage("encode", "exports.process", QUEUE_MEDIA_CPU, (55, 85), ErrorCode.MEDIA, remux_task="exports.download")
 # the thumbnail decodes one frame (tens of ms, on the io worker of the host), while the upload sends the clip
-THUMBNAIL = Stage("thumbnail", "exports.upload", QUEUE_MEDIA_IO, (85, 90), ErrorCode.MEDIA)
-UPLOAD = Stage("upload", "exports.upload", QUEUE_MEDIA_IO, (90, 100), ErrorCode.INTERNAL, beside="thumbnail")
+THUMBNAIL = Stage("thumbnail", "exports.upload", QUEUE_MEDIA_IO, (85, 90), ErrorCode.MEDIA,
+                  remux_task="exports.download")
+UPLOAD = Stage("upload", "exports.upload", QUEUE_MEDIA_IO, (90, 100), ErrorCode.INTERNAL, beside="thumbnail",
+               remux_task="exports.download")
 
 STAGES: tuple[Stage, ...] = (DOWNLOAD, CUT, ENCODE, THUMBNAIL, UPLOAD)
 BY_NAME = {stage.name: stage for stage in STAGES}
@@ -61,25 +64,21 @@ _check_beside()
 
 
 def task_stages(task: str, *, remux: bool = False) -> tuple[Stage, ...]:
-    """The stages one task runs, in order. A remux export's download task also cuts (and records
-    encode); its process task, should a message of it come (one sent before an upgrade), still
-    runs whatever of its own stages is not recorded yet."""
+    """The stages one task runs, in order. A remux export's download task runs them all; its
+    process and upload tasks, should a message of them come (one sent before an upgrade), still
+    run whatever of their own stages is not recorded yet."""
     return tuple(stage for stage in STAGES if stage.task == task or (remux and stage.remux_task == task))
 
 
-def tasks_after(task: str, *, remux: bool = False) -> list[str]:
-    """The tasks that follow `task` in the chain, in order: those with stages left to run."""
+def tasks_after(task: str, *, done: Collection[str] = ()) -> list[str]:
+    """The tasks that follow `task` in the chain, in order: those with a stage not `done` yet (a
+    remux's download task does them all; a message of its process task sent before an upgrade
+    leaves the thumbnail and the upload to the upload task)."""
     order = list(dict.fromkeys(stage.task for stage in STAGES))
-    ran = {stage.name for earlier in order[:order.index(task) + 1] for stage in task_stages(earlier, remux=remux)}
     return [later for later in order[order.index(task) + 1:]
-            if any(stage.name not in ran for stage in task_stages(later, remux=remux))]
+            if any(stage.name not in done for stage in task_stages(later))]
 
 
 def queue_of(task: str) -> str:
     """The queue a task is sent to (its first stage's)."""
     return task_stages(task)[0].queue
-
-
-def stage_queue_name(stage: Stage, *, remux: bool) -> str:
-    """The queue the task running `stage` for such an export consumes."""
-    return queue_of(stage.remux_task) if remux and stage.remux_task else stage.queue

@@ -59,7 +59,7 @@ def check_live_edge(self, task_id: str, generation: int = 0) -> str:
 
 @shared_task(bind=True, name="exports.process", **RETRY)
 def process(self, task_id: str, generation: int = 0) -> str:
-    """cut, encode and thumbnail, on the cpu queue of the host holding the work dir."""
+    """cut and encode, on the cpu queue of the host holding the work dir."""
     return _run(self, task_id, generation)
 
 

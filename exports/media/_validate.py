@@ -27,9 +27,11 @@ What is checked, cheapest first:
   first one's parameters), for a segment whose keyframe carries parameter sets that the run has
   not met (``VideoCheck.new_parameter_sets``: a segment of another encoding says so in band; a
   copy also leaves out one whose new sequence parameter set says another profile or level,
-  ``VideoCheck.profile_problem``), and for every fMP4 segment whose keyframe carries none
+  ``VideoCheck.profile_problem``), and for an fMP4 segment whose keyframe carries none
   (``VideoCheck.relies_on_extradata``: decoded with the initialization's, the keyframe of another
-  encoding at another size does not decode, or decodes to another size).  A keyframe without
+  encoding at another size does not decode, or decodes to another size) when it is the run's first
+  or its size is far from the last keyframes' (``_source.TrackSource._unlike_keyframes``: decoding
+  every one would cost a copy more than the copy).  A keyframe without
   parameter sets is decoded with the initialization's (MP4) or the last sound ones (MPEG-TS), in
   band: a decoder keeps those of the last keyframe it was given.  Bytes overwritten inside a
   picture's data are taken as they are by a stream copy (the decoders conceal them).

@@ -30,6 +30,8 @@ def test_dashboard_counts_the_pipeline_failures_minutes_and_restores(staff_clien
     make_export(status="running", stage="encode", host="hostA")
     make_export(status="running", stage="encode", host="hostB")
     make_export(status="running", stage="upload", host="hostA")
+    # a stream copy from keyframes runs every stage in its download task, from the shared queue
+    make_export(status="running", stage="cut", host="hostA", export_type=0, cut_mode="keyframe")
     make_export(status="waiting", stage="restoring")
     make_export(status="waiting", stage="waiting")
     make_export(status="waiting", stage="waiting")
@@ -59,9 +61,10 @@ def test_dashboard_counts_the_pipeline_failures_minutes_and_restores(staff_clien
         ("media.cpu@hostA", "encode"): (0, 1, 0),
         ("media.cpu@hostB", "encode"): (0, 1, 0),
         ("media.io@hostA", "upload"): (0, 1, 0),
+        ("media.io", "cut"): (0, 1, 0),
     }
     assert [row["stage"] for row in dash["pipeline"]][:2] == ["restoring", "waiting"]
-    assert (dash["queued_total"], dash["running_total"], dash["waiting_total"]) == (2, 4, 3)
+    assert (dash["queued_total"], dash["running_total"], dash["waiting_total"]) == (2, 5, 3)
     failures = dash["failures"]
     assert failures["total"] == 3 and failures["cancelled"] == 1
     assert [(r["code"], r["n"]) for r in failures["by_code"]] == [(-6, 2), (-7, 1)]

@@ -2,7 +2,7 @@
 clip at the same time (stages.UPLOAD runs beside THUMBNAIL), records both, and a failed thumbnail
 takes back the clip it uploaded (the task runs in this process, services.export_run as the worker
 calls it, on a real clip, against the real S3 endpoint and image bed); a stream copy from
-keyframes is cut by the task that downloads it (through the API and a real worker)."""
+keyframes is made by the task that downloads it alone (through the API and a real worker)."""
 
 import threading
 import time
@@ -14,7 +14,7 @@ from exports import services, steps
 from exports.errors import ErrorCode, ExportError, ExportFailed
 from exports.models import Export
 from exports.paths import ExportPaths
-from exports.stages import BY_NAME, THUMBNAIL, UPLOAD, task_stages, tasks_after
+from exports.stages import BY_NAME, STAGES, THUMBNAIL, UPLOAD, task_stages, tasks_after
 from tests import mediagen
 from tests.admin.conftest import make_export
 from tests.exports.conftest import ORIGIN_MS, export_body, poll, submit
@@ -110,19 +110,21 @@ def test_a_failed_thumbnail_takes_back_the_clip_uploaded_beside_it(s3, bucket, c
     assert keys == [other_key], "the clip uploaded beside the failed thumbnail was removed, nothing else"
 
 
-# --- a remux (stream copy from keyframes) is cut by the task that downloads it ----------------------
+# --- a remux (stream copy from keyframes) is made by the task that downloads it ----------------------
 
-def test_a_remux_is_cut_by_its_download_task():
-    assert [s.name for s in task_stages("exports.download", remux=True)] == ["download", "cut", "encode"]
-    assert tasks_after("exports.download", remux=True) == ["exports.upload"]
-    assert tasks_after("exports.download") == ["exports.process", "exports.upload"]
+def test_a_remux_is_made_by_its_download_task_alone():
+    assert [s.name for s in task_stages("exports.download", remux=True)] == [
+        "download", "cut", "encode", "thumbnail", "upload"]
+    everything = {s.name for s in STAGES}
+    assert tasks_after("exports.download", done=everything) == []
+    assert tasks_after("exports.download", done={"download"}) == ["exports.process", "exports.upload"]
     # a process message of a remux sent before an upgrade still runs what is left, then the upload
     assert [s.name for s in task_stages("exports.process", remux=True)] == ["cut", "encode"]
-    assert tasks_after("exports.process", remux=True) == ["exports.upload"]
+    assert tasks_after("exports.process", done={"download", "cut", "encode"}) == ["exports.upload"]
 
 
 @pytest.mark.parametrize("cut_mode, tasks", [
-    ("keyframe", {"exports.download", "exports.upload"}),
+    ("keyframe", {"exports.download"}),
     ("accurate", {"exports.download", "exports.process", "exports.upload"}),
 ])
 def test_the_tasks_an_export_of_each_cut_mode_is_made_by(api, s3, session_id, celery_worker, uploaded_recordings,
@@ -144,8 +146,10 @@ def test_the_tasks_an_export_of_each_cut_mode_is_made_by(api, s3, session_id, ce
     results = {r.task_name: r for r in TaskResult.objects.filter(task_args__contains=export.task_id)}
     assert {r.status for r in results.values()} == {"SUCCESS"}
     # each result says what became of the export (what Flower shows beside SUCCESS)
-    host = export.host  # (the worker's)
-    expected = (f"download, cut, encode done; exports.upload sent to media.io@{host}" if cut_mode == "keyframe"
-                else f"download done; exports.process sent to media.cpu@{host}")
-    assert expected in results["exports.download"].result
-    assert f"ready at {answer['VideoPath']}" in results["exports.upload"].result
+    if cut_mode == "keyframe":
+        assert results["exports.download"].result == (
+            f'"download, cut, encode, thumbnail, upload done; ready at {answer["VideoPath"]}"')
+    else:
+        assert results["exports.download"].result == f'"download done; exports.process sent to media.cpu@{export.host}"'
+        assert results["exports.upload"].result == f'"thumbnail, upload done; ready at {answer["VideoPath"]}"'
+
