@@ -19,7 +19,7 @@ from pathlib import PurePosixPath
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, connections, transaction
-from django.db.models import F, Q, Sum, Value
+from django.db.models import Case, Count, F, Q, Sum, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -142,27 +142,28 @@ def quota_check(request: ExportRequest) -> None:
         raise QuotaExceeded(
             f"Duration: {request.duration_ms} ms is over the quota of {quota.max_clip_ms} ms per clip", time_wait_ms=0
         )
-    mine = Export.objects.filter(**_subject_filter(request))
-    active = mine.filter(status__in=Export.WORKING).count()
+    day_start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    # one query for the three counts (the submit's cost is mostly its queries)
+    usage = Export.objects.filter(**_subject_filter(request)).aggregate(
+        active=Count("pk", filter=Q(status__in=Export.WORKING)),
+        waiting=Count("pk", filter=Q(status=Export.Status.WAITING)),
+        used_ms=Sum("duration_ms", filter=Q(created_at__gte=day_start)
+                    & ~Q(status__in=[Export.Status.FAILED, Export.Status.CANCELLED])),
+    )
+    active = usage["active"]
     if active >= quota.max_active_exports:
         raise QuotaExceeded(
             f"quota: {active} exports are already queued or running (at most {quota.max_active_exports})",
             time_wait_ms=max(settings.EXPORT_POLL_MS, 5000),
         )
-    waiting = mine.filter(status=Export.Status.WAITING).count()
+    waiting = usage["waiting"]
     if waiting >= quota.max_waiting:
         raise QuotaExceeded(
             f"quota: {waiting} exports are already waiting on archive restores or the live edge "
             f"(at most {quota.max_waiting})",
             time_wait_ms=max(settings.EXPORT_POLL_MS, 30_000),
         )
-    day_start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    used_ms = (
-        mine.filter(created_at__gte=day_start)
-        .exclude(status__in=[Export.Status.FAILED, Export.Status.CANCELLED])
-        .aggregate(total=Sum("duration_ms"))["total"]
-        or 0
-    )
+    used_ms = usage["used_ms"] or 0
     if used_ms + request.duration_ms > quota.max_minutes_per_day * 60_000:
         tomorrow = day_start + timedelta(days=1)
         raise QuotaExceeded(
@@ -176,18 +177,15 @@ def quota_check(request: ExportRequest) -> None:
 # --- submit, cancel, retry -------------------------------------------------------------------
 
 def _answer_existing(key: str) -> Export | None:
-    """The export a repost of the same request answers: a live one, or a recent failure."""
-    live = Export.objects.filter(idempotency_key=key, status__in=Export.LIVE).first()
-    if live is not None:
-        return live
+    """The export a repost of the same request answers: a live one, or else the latest recent
+    failure (one query)."""
     cutoff = timezone.now() - timedelta(seconds=settings.EXPORT_FAILURE_TTL)
+    ended = [Export.Status.FAILED, Export.Status.CANCELLED]
     return (
-        Export.objects.filter(
-            idempotency_key=key,
-            status__in=[Export.Status.FAILED, Export.Status.CANCELLED],
-            finished_at__gte=cutoff,
-        )
-        .order_by("-finished_at")
+        Export.objects.filter(Q(status__in=Export.LIVE) | Q(status__in=ended, finished_at__gte=cutoff),
+                              idempotency_key=key)
+        .annotate(ended=Case(When(status__in=ended, then=Value(1)), default=Value(0)))
+        .order_by("ended", F("finished_at").desc(nulls_last=True), "-pk")
         .first()
     )
 
