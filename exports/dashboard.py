@@ -41,7 +41,7 @@ def export_pipeline(now) -> list[dict]:
     )
     grouped: dict[tuple[str, str], dict] = {}
     for row in rows:
-        remux = row["export_type"] == Export.ExportType.COPY and row["cut_mode"] == Export.CutMode.KEYFRAME
+        remux = Export.remuxes(export_type=row["export_type"], cut_mode=row["cut_mode"])
         queue = stage_queue(status=row["status"], stage=row["stage"], host=row["host"], remux=remux)
         entry = grouped.setdefault((queue, row["stage"]), {
             "queue": queue, "stage": row["stage"], "queued": 0, "running": 0, "waiting": 0, "oldest": row["oldest"],

@@ -139,6 +139,17 @@ class Export(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
+    @classmethod
+    def remuxes(cls, *, export_type: int, cut_mode: str) -> bool:
+        """A stream copy from keyframes (a remux: packets rewrapped, nothing encoded): its download
+        task makes all of it (exports/stages.py), its audio is fetched from the keyframe before
+        the start."""
+        return export_type == cls.ExportType.COPY and cut_mode == cls.CutMode.KEYFRAME
+
+    @property
+    def is_remux(self) -> bool:
+        return self.remuxes(export_type=self.export_type, cut_mode=self.cut_mode)
+
     @property
     def total_seconds(self) -> float | None:
         if self.started_at and self.finished_at:

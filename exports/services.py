@@ -411,13 +411,7 @@ def ready_message(skipped: list[str]) -> str:
 
 def _audio_head_ms(export: Export) -> float:
     """A keyframe copy starts on the keyframe before the start: its audio is fetched from there."""
-    keyframe_copy = export.export_type == Export.ExportType.COPY and export.cut_mode == Export.CutMode.KEYFRAME
-    return media.KEYFRAME_AUDIO_HEAD_MS if keyframe_copy else 0.0
-
-
-def _is_remux(export: Export) -> bool:
-    """A stream copy from keyframes: its download task cuts it (exports/stages.py)."""
-    return export.export_type == Export.ExportType.COPY and export.cut_mode == Export.CutMode.KEYFRAME
+    return media.KEYFRAME_AUDIO_HEAD_MS if export.is_remux else 0.0
 
 
 def _do_stage(export: Export, stage: Stage, paths: ExportPaths, progress: Callable[[float], None],
@@ -609,7 +603,7 @@ def export_run(*, delivery: Delivery) -> str:
         if export is None:
             return "skipped: the export is gone, ended, restarted or on another host (see the log)"
         paths = ExportPaths.of(export)
-        remux = _is_remux(export)
+        remux = export.is_remux
         carried: dict = {}
         stage = None
         todo = []
