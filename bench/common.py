@@ -48,6 +48,16 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
+def machine_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores; /proc/stat): the difference
+    over one export counts every process that worked for it (workers, web, broker, database, the S3
+    server, ffmpeg), ours and the baseline's alike."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def loadavg() -> list[float]:
     try:
         return [round(x, 2) for x in os.getloadavg()]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from bench.common import BENCH_VAR, loadavg, log, median, ratio
+from bench.common import BENCH_VAR, loadavg, log, machine_cpu_s, median, ratio
 from bench.stack import DEST_BUCKET, IMGBED_BUCKET, ORIGIN_MS, SOURCE_BUCKET, BenchStack
 
 START_MS = 301_500
@@ -74,14 +74,16 @@ def wait_final(stack: BenchStack, task_ids: list[str], timeout: float = 900) -> 
 def ours_once(stack: BenchStack, live_path: str, kind: str) -> dict:
     stack.s3.reset()
     body = export_body(stack, live_path, kind)
+    cpu0 = machine_cpu_s()
     t0 = time.time()
     task_id = submit(stack, body)
     row = wait_final(stack, [task_id])[task_id]
+    cpu_s = machine_cpu_s() - cpu0
     if row["status"] != "ready":
         raise RuntimeError(f"export {task_id} ended {row['status']}: {row['code']} {row['message']}")
     total = row["finished_at"].timestamp() - t0
     stages = dict(row["timings"] or {})
-    return {"task_id": task_id, "body": body, "latency_s": total, "stages_s": stages,
+    return {"task_id": task_id, "body": body, "latency_s": total, "cpu_s": cpu_s, "stages_s": stages,
             "queue_s": (row["started_at"].timestamp() - t0) if row["started_at"] else None,
             "overhead_s": total - sum(stages.values()),
             "bytes_downloaded": row["bytes_downloaded"], "bytes_needed": row["bytes_needed"],
@@ -101,6 +103,7 @@ def baseline_once(stack: BenchStack, live_path: str, kind: str, scratch: Path) -
         argv += ["-c", "copy"]
     else:
         argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-g", "50", "-threads", "0", "-c:a", "copy"]
+    cpu0 = machine_cpu_s()
     t0 = time.time()
     subprocess.run(argv + [str(out)], check=True, capture_output=True)
     t1 = time.time()
@@ -116,7 +119,7 @@ def baseline_once(stack: BenchStack, live_path: str, kind: str, scratch: Path) -
                                 ExtraArgs={"ContentType": "video/mp2t"})
     stack.s3_client.upload_file(str(jpeg), IMGBED_BUCKET, f"baseline/{name}.jpg", ExtraArgs={"ContentType": "image/jpeg"})
     t3 = time.time()
-    return {"latency_s": t3 - t0, "stages_s": {"ffmpeg": t1 - t0, "thumbnail": t2 - t1, "upload": t3 - t2},
+    return {"latency_s": t3 - t0, "cpu_s": machine_cpu_s() - cpu0, "stages_s": {"ffmpeg": t1 - t0, "thumbnail": t2 - t1, "upload": t3 - t2},
             "output_bytes": out.stat().st_size, "s3": stack.s3.requests()}
 
 
@@ -163,7 +166,7 @@ def latency(stack: BenchStack, live_path: str, manifest: Path, reps: dict[str, i
                     base.append(baseline_once(stack, live_path, kind, scratch))
             log(f"e2e {kind} rep {i + 1}/{reps[kind]}: ours {ours[-1]['latency_s']:.2f} s "
                 f"({', '.join(f'{k} {v:.2f}' for k, v in ours[-1]['stages_s'].items())}), "
-                f"baseline {base[-1]['latency_s']:.2f} s")
+                f"baseline {base[-1]['latency_s']:.2f} s; machine CPU {ours[-1]['cpu_s']:.2f} s vs {base[-1]['cpu_s']:.2f} s")
         for run in ours + base:
             run["s3_summary"] = s3_summary(run.pop("s3"), prefix)
         o_lat = median([r["latency_s"] for r in ours])
@@ -175,16 +178,21 @@ def latency(stack: BenchStack, live_path: str, manifest: Path, reps: dict[str, i
                      "stages_s": {k: median([r["stages_s"].get(k) for r in ours]) for k in stage_names},
                      "overhead_s": median([r["overhead_s"] for r in ours]),
                      "queue_s": median([r["queue_s"] for r in ours]),
+                     "cpu_s": median([r["cpu_s"] for r in ours]),
                      "get_bytes": median([r["s3_summary"]["get_bytes"] for r in ours]),
                      "get_requests": median([r["s3_summary"]["get_requests"] for r in ours]),
                      "head_requests": median([r["s3_summary"]["head_requests"] for r in ours]),
                      "bytes_downloaded_row": median([r["bytes_downloaded"] for r in ours]),
                      "bytes_needed_row": median([r["bytes_needed"] for r in ours])},
-            "baseline": {"latency_s": b_lat,
+            "baseline": {"latency_s": b_lat, "cpu_s": median([r["cpu_s"] for r in base]),
                          "stages_s": {k: median([r["stages_s"][k] for r in base]) for k in base[0]["stages_s"]},
                          "get_bytes": median([r["s3_summary"]["get_bytes"] for r in base]),
                          "get_requests": median([r["s3_summary"]["get_requests"] for r in base])},
             "ratio": ratio(o_lat, b_lat),
+            # each repetition's two runs are adjacent in time: the median of their ratios is less moved by
+            # the load of a shared machine drifting over the run than the ratio of the two medians
+            "paired_ratio": median([o["latency_s"] / b["latency_s"] for o, b in zip(ours, base)]),
+            "cpu_ratio": ratio(median([r["cpu_s"] for r in ours]), median([r["cpu_s"] for r in base])),
             "runs": {"ours": ours, "baseline": base},
             "loadavg_after": loadavg(),
         }

@@ -91,7 +91,7 @@ def main() -> int:
     started = time.time()
     results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "quick": args.quick}
     reps = dict(engine_copy=3, engine_h264=2, e2e_copy=2, e2e_h264=1, scale=4) if args.quick else \
-        dict(engine_copy=7, engine_h264=4, e2e_copy=5, e2e_h264=3, scale=20)
+        dict(engine_copy=7, engine_h264=4, e2e_copy=9, e2e_h264=5, scale=20)
     results["repetitions"] = reps
 
     from bench import recordings

@@ -234,31 +234,28 @@ def restore_archived(*, location: S3Location, keys, policy: RestorePolicy) -> So
     wait. A restore that ended before the export read the object, or a tier S3 refuses for the
     object's class, ends the export (-5, naming the object)."""
     client = location.client()
+    heads = _archive_states(location, keys)
     states: dict[str, str] = {}
     slowest = 0
-    for key in keys:
-        try:
-            state = archive_state(client.head_object(Bucket=location.bucket, Key=location.key(key)))
-            if state.readable:
-                states[key] = "ready"  # restored between the GET and now: the next check reads it
-                continue
-            if state.restore == "ongoing":
-                states[key] = "ongoing"  # asked for by an earlier check, or by someone else
-            elif key in policy.seen:
-                raise _restore_expired(key, state)
-            else:
+    for key, state in heads.items():
+        if state is None:
+            raise ExportError(ErrorCode.NO_SUCH_RECORDING, f"not such dir: {key} is not in bucket {location.bucket}")
+        if state.readable:
+            states[key] = "ready"  # restored between the GET and now: the next check reads it
+            continue
+        if state.restore == "ongoing":
+            states[key] = "ongoing"  # asked for by an earlier check, or by someone else
+        elif key in policy.seen:
+            raise _restore_expired(key, state)
+        else:
+            try:
                 request_restore(client, bucket=location.bucket, key=location.key(key), state=state,
                                 tier=policy.tier, days=policy.days, fall_back=False)
-                states[key] = "requested"
-        except RestoreRefused as exc:
-            raise ExportError(ErrorCode.SOURCE_STORAGE, f"source storage: {key} cannot be restored: {exc}") from exc
-        except botocore.exceptions.ClientError as exc:
-            if is_not_found(exc):
-                raise ExportError(ErrorCode.NO_SUCH_RECORDING,
-                                  f"not such dir: {key} is not in bucket {location.bucket}") from exc
-            raise storage_error(exc, side="source") from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise storage_error(exc, side="source") from exc
+            except RestoreRefused as exc:
+                raise ExportError(ErrorCode.SOURCE_STORAGE, f"source storage: {key} cannot be restored: {exc}") from exc
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+                raise storage_error(exc, side="source") from exc
+            states[key] = "requested"
         slowest = max(slowest, typical_restore_seconds(state.storage_class, policy.tier))
     asked = sum(1 for v in states.values() if v == "requested")
     logger.info("%d archived objects: %d restores asked for (%s), %d under way, %d ready", len(states), asked,
@@ -268,6 +265,26 @@ def restore_archived(*, location: S3Location, keys, policy: RestorePolicy) -> So
     check_in = 1.0 if all(v == "ready" for v in states.values()) else settings.EXPORT_RESTORE_CHECK_SECONDS
     return SourceArchived(f"restoring {len(states)} archived objects of the recording", keys=states,
                           check_in_seconds=check_in, ready_in_seconds=slowest)
+
+
+def _archive_states(location: S3Location, keys) -> dict[str, ArchiveState | None]:
+    """HEAD each of `keys` (in parallel, in their order): its archive state, None when the object is
+    not in the bucket; any other failure as storage_error (transient or not, as S3 said)."""
+    client = location.client()
+
+    def head(key: str) -> ArchiveState | None:
+        try:
+            return archive_state(client.head_object(Bucket=location.bucket, Key=location.key(key)))
+        except botocore.exceptions.ClientError as exc:
+            if is_not_found(exc):
+                return None
+            raise storage_error(exc, side="source") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise storage_error(exc, side="source") from exc
+
+    keys = list(dict.fromkeys(keys))
+    with ThreadPoolExecutor(max_workers=max(1, min(settings.EXPORT_DOWNLOAD_CONCURRENCY, len(keys)))) as pool:
+        return dict(zip(keys, pool.map(head, keys), strict=True))
 
 
 def _restore_expired(key: str, state: ArchiveState) -> ExportError:
@@ -284,26 +301,11 @@ def still_restoring(*, location: S3Location, policy: RestorePolicy) -> SourceArc
     object ends the export (-5), as in restore_archived."""
     if not policy.seen:
         return None
-    client = location.client()
-
-    def head(key: str) -> ArchiveState | None:
-        try:
-            return archive_state(client.head_object(Bucket=location.bucket, Key=location.key(key)))
-        except botocore.exceptions.ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise storage_error(exc, side="source") from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise storage_error(exc, side="source") from exc
-
-    keys = sorted(policy.seen)
-    with ThreadPoolExecutor(max_workers=max(1, min(settings.EXPORT_DOWNLOAD_CONCURRENCY, len(keys)))) as pool:
-        heads = dict(zip(keys, pool.map(head, keys), strict=True))
     states: dict[str, str] = {}
     slowest = 0
-    for key, state in heads.items():
+    for key, state in _archive_states(location, sorted(policy.seen)).items():
         if state is None:
-            continue
+            continue  # (gone: the download says what a missing object means)
         if state.readable:
             states[key] = "ready"
         elif state.restore == "ongoing":
