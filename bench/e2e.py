@@ -5,6 +5,8 @@ upload on an io and a cpu worker, `ready` when the upload step marks the row (fi
 Baseline, in the same run and alternating with ours: the ffmpeg command line reading the DASH
 manifest over HTTP from the same S3 endpoint (public-read objects) with -ss/-t, a first-frame JPEG
 made by ffmpeg, and a boto3 upload of the clip and of the JPEG.
+Each kind is reported as the ratio of the medians and as the median of the per-repetition ratios, with
+the machine's CPU time per export (all cores, every process: bench.common.machine_cpu_s).
 Bytes: every request the S3 server answered while one export ran (bench/s3server.py counts the
 body bytes it sent), against the bytes of the init segments and the segments that overlap the clip.
 """
