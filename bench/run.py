@@ -155,7 +155,7 @@ def main() -> int:
             if "whatif" not in skip:
                 data = {"ready": ready, "session_id": stack.session_id, "live_path": live_path, "s3_url": stack.s3.url,
                         "start_ms": e2e.START_MS, "duration_ms": e2e.DURATION_MS}
-                log("what-if: API per-request cost with a session cache / without connection health checks")
+                log("API per-request cost in one thread, with and without the connection health check")
                 results["whatif_api"] = whatif(stack, "api", data)
             if "api" not in skip:
                 log("py-spy profiles of the API")

@@ -1,7 +1,8 @@
 """Measured what-ifs for the fixes the benchmark proposes, by monkeypatching in this process only
 (the service code is not changed). Run by bench/run.py in a child with the stack's environment:
 
-    python -m bench.whatif api INPUT.json        # per-request cost of poll / re-post / submit
+    python -m bench.whatif api INPUT.json        # per-request cost of poll / re-post / submit, with and
+                                                 # without the database connection's health check
 
 INPUT.json: {"ready": [{"task_id", "body"}], "live_path": ..., "s3_url": ...}. Prints one JSON line.
 """
@@ -27,9 +28,6 @@ def _setup() -> None:
 
 
 # --- API ----------------------------------------------------------------------------------------
-# what export_response and the detail view read (selectors.export_response, estimate_time_wait)
-SLIM_FIELDS = ("id", "task_id", "status", "stage", "progress", "error_code", "error_message", "image_path",
-               "video_path", "lack_ms", "started_at", "created_at", "host", "userid")
 class _DbTimer:
     """connection.execute_wrapper: count statements and the time spent in them."""
 
@@ -44,30 +42,6 @@ class _DbTimer:
         finally:
             self.seconds += time.perf_counter() - t
             self.count += 1
-
-
-def _session_cache_patch():
-    """Fix F1: the local session backend caches SessionId -> userid for SESSION_CACHE_SECONDS,
-    as the remote backend already does (resourced/sessions.py, session_user)."""
-    from django.conf import settings
-    from django.core.cache import cache
-
-    from resourced import sessions
-    from resourced.models import hash_session_id
-
-    original = sessions.session_user
-
-    def session_user(*, session_id: str) -> str:
-        if settings.SESSION_BACKEND != "local" or not session_id or len(session_id) > 256:
-            return original(session_id=session_id)
-        key = "session-local:" + hash_session_id(session_id)
-        userid = cache.get(key)
-        if userid is None:
-            userid = original(session_id=session_id)  # raises SessionError when unknown or expired
-            cache.set(key, userid, settings.SESSION_CACHE_SECONDS)
-        return userid
-
-    return sessions, "session_user", original, session_user
 
 
 def api(data: dict, n: int = 150, blocks: int = 3) -> dict:
@@ -125,27 +99,14 @@ def api(data: dict, n: int = 150, blocks: int = 3) -> dict:
                 "statements": timer.count / count, "db_ms": 1000 * timer.seconds / count,
                 "publish_ms": 1000 * publish["seconds"] / count if publish["count"] else 0.0}
 
-    module, name, original, patched = _session_cache_patch()
-    from exports import apis
-
-    get_original = apis.export_get
-
-    def export_get_slim(*, task_id: str):
-        """Fix F2: only the columns the answer needs, no ORDER BY (task_id is unique)."""
-        from exports.models import Export
-
-        return Export.objects.filter(task_id=task_id).order_by().only(*SLIM_FIELDS).first()
-
-    def use(session, health, get):
-        setattr(module, name, patched if session else original)
+    # the session cache (F1) and the slim export lookup (F2) are in the service now; what is left to
+    # weigh is the connection health check production settings turn on (a SELECT 1 per request)
+    def use(health):
         connection.health_check_enabled = health
-        apis.export_get = export_get_slim if get else get_original
 
     variants = {
-        "as_is": lambda: use(False, True, False),
-        "session_cache": lambda: use(True, True, False),
-        "session_cache_slim_get": lambda: use(True, True, True),
-        "session_cache_no_health_check": lambda: use(True, False, False),
+        "as_is": lambda: use(True),
+        "no_health_check": lambda: use(False),
     }
     results: dict = {}
     for fn in (constant, poll, repost, submit):
