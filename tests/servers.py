@@ -4,6 +4,7 @@ Celery workers.
 Plain functions and classes (no pytest), so benchmarks and fault tests can use them too.
 """
 
+import json
 import os
 import signal
 import socket
@@ -262,6 +263,25 @@ class RedisServer:
             if path.is_file():
                 data += path.read_bytes()
         return data
+
+
+def read_http_answer(sock: socket.socket) -> tuple[int, dict]:
+    """The status and JSON body of the one HTTP response on `sock` (the tests that speak raw HTTP to
+    gunicorn: chunked or partial bodies that requests cannot send)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before an answer: {data!r}"
+        data += chunk
+    header, _, body = data.partition(b"\r\n\r\n")
+    lines = header.decode("latin-1").split("\r\n")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert fields.get("content-type") == "application/json", header
+    while len(body) < int(fields["content-length"]):
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed inside the answer"
+        body += chunk
+    return int(lines[0].split()[1]), json.loads(body)
 
 
 class Gunicorn(LoggedProcess):

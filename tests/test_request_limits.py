@@ -14,7 +14,7 @@ from exports.models import Export
 from resourced.parsers import UNAUTHENTICATED_BODY_BYTES
 from tests.conftest import worker_env
 from tests.exports.conftest import export_body
-from tests.servers import Gunicorn
+from tests.servers import Gunicorn, read_http_answer
 
 URL = "/resource/v1/i/export-to-s3dir"
 LIVE = "mp4/PEER1/rec-1/1/stream.mpd"
@@ -122,20 +122,7 @@ def send_unended_then_answer(server, request_head: bytes, size: int) -> tuple[in
         for start in range(0, size, 16384):
             piece = body[start:min(start + 16384, size)]
             sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, f"connection closed before an answer: {data!r}"
-            data += chunk
-        header, _, answer = data.partition(b"\r\n\r\n")
-        lines = header.decode("latin-1").split("\r\n")
-        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        assert fields.get("content-type") == "application/json", header
-        while len(answer) < int(fields["content-length"]):
-            chunk = sock.recv(65536)
-            assert chunk, "connection closed inside the answer"
-            answer += chunk
-        return int(lines[0].split()[1]), json.loads(answer)
+        return read_http_answer(sock)
 
 
 @pytest.mark.django_db(transaction=True)  # the server reads the session the test writes

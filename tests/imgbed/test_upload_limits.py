@@ -3,7 +3,6 @@ the body is read (or one byte past the limit when chunked), and a request withou
 never has more than 64 kB of its body read. Against gunicorn, the server production runs, over raw
 sockets: the tests send a part of a body and show that the answer comes without the rest."""
 
-import json
 import socket
 import threading
 import uuid
@@ -15,7 +14,7 @@ from imgbed.models import Image
 from imgbed.uploads import UNAUTHENTICATED_BODY_BYTES
 from tests.conftest import worker_env
 from tests.imgbed.images import png
-from tests.servers import Gunicorn
+from tests.servers import Gunicorn, read_http_answer
 
 LIMIT = 1024 * 1024
 BOUNDARY = "----resourced-limits-7d3f"
@@ -67,28 +66,11 @@ def head(server, path: str, *, length: int | None = None, **headers) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def read_answer(sock: socket.socket) -> tuple[int, dict]:
-    """The status and JSON body of the one response on `sock`."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed before an answer: {data!r}"
-        data += chunk
-    header, _, body = data.partition(b"\r\n\r\n")
-    lines = header.decode("latin-1").split("\r\n")
-    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    while len(body) < int(fields["content-length"]):
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed inside the answer"
-        body += chunk
-    return int(lines[0].split()[1]), json.loads(body)
-
-
 def send_part_then_answer(server, request_head: bytes, sent: bytes) -> tuple[int, dict]:
     """Send the head and `sent`, nothing more: the answer must come on that alone."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(request_head + sent)
-        return read_answer(sock)
+        return read_http_answer(sock)
 
 
 def send_chunked(server, request_head: bytes, body: bytes) -> tuple[int, dict]:
@@ -108,7 +90,7 @@ def send_chunked(server, request_head: bytes, body: bytes) -> tuple[int, dict]:
 
         sender = threading.Thread(target=send, daemon=True)
         sender.start()
-        answer = read_answer(sock)
+        answer = read_http_answer(sock)
         sender.join(10)
         return answer
 
